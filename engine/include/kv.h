@@ -138,6 +138,7 @@ typedef struct kv_options {
 
     /* kvsep additions (not in Badger). */
     int64_t shared_heap_size;     /* bytes of the region's metadata heap (0 = derived) */
+    int64_t manifest_rewrite_threshold; /* rewrite MANIFEST past this many deletions (10000) */
     int max_attached_processes;   /* slots for kv_attach()ed processes (64) */
     int auto_vlog_gc;             /* run value-log GC from a background thread (1) */
     double auto_vlog_gc_ratio;    /* discard ratio the automatic GC uses (0.5) */

@@ -63,13 +63,18 @@ kv_status kv_err_copy(kv_err *dst, const kv_err *src)
 
 void kv_err_prefix(kv_err *err, const char *fmt, ...)
 {
-    char head[200], tmp[KV_ERRMSG_MAX];
+    char tmp[KV_ERRMSG_MAX];
     va_list ap;
+    int n;
 
     if (!err) return;
     va_start(ap, fmt);
-    vsnprintf(head, sizeof head, fmt, ap);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    snprintf(tmp, sizeof tmp, "%s: %s", head, err->msg);
+    if (n < 0 || (size_t)n + 2 >= sizeof tmp) return;
+    tmp[n++] = ':';
+    tmp[n++] = ' ';
+    memcpy(tmp + n, err->msg, sizeof tmp - (size_t)n);
+    tmp[sizeof tmp - 1] = 0;
     memcpy(err->msg, tmp, sizeof tmp);
 }

@@ -37,9 +37,10 @@ void tu_small_options(kv_options *o, const char *dir);
 #define TU_ST(want, expr, errp)                                                               \
     do {                                                                                      \
         kv_status tu_st_ = (expr);                                                            \
+        const kv_err *tu_e_ = (errp);                                                         \
         ck_assert_msg(tu_st_ == (want), "%s -> %s (%d), want %s: %s", #expr,                  \
                       kv_status_str(tu_st_), (int)tu_st_, kv_status_str(want),                \
-                      (errp) ? (errp)->msg : "");                                             \
+                      tu_e_ ? tu_e_->msg : "");                                               \
     } while (0)
 
 #define TU_OK(expr, errp) TU_ST(KV_OK, expr, errp)

@@ -1,0 +1,154 @@
+/*
+ * db_info.c - read-only facts about an open database: latest version,
+ * snapshots, statistics, levels and tables (kvctl info, admin SQL).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compaction.h"
+#include "db.h"
+#include "err.h"
+#include "ikey.h"
+
+struct kv_snapshot {
+    kv_db *db;
+    int slot;
+    uint64_t version;
+};
+
+void kv_buf_free(kv_buf *buf)
+{
+    if (!buf) return;
+    free(buf->data);
+    buf->data = NULL;
+    buf->len = buf->cap = 0;
+}
+
+uint64_t kv_latest_version(kv_db *db)
+{
+    return atomic_load_explicit(&db->sh->visible_version, memory_order_acquire);
+}
+
+kv_status kv_snapshot_acquire(kv_db *db, kv_snapshot **snap, kv_err *err)
+{
+    kv_snapshot *s;
+    kv_status st;
+    if (!db || !snap) return kv_seterr(err, KV_INVALID, 0, "db and snap are required");
+    st = kv_check_usable(db, err);
+    if (st != KV_OK) return st;
+    s = calloc(1, sizeof *s);
+    if (!s) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory");
+    st = kv_snap_register(db, 0, &s->slot, &s->version, err);
+    if (st != KV_OK) {
+        free(s);
+        return st;
+    }
+    s->db = db;
+    *snap = s;
+    return KV_OK;
+}
+
+uint64_t kv_snapshot_version(const kv_snapshot *snap)
+{
+    return snap->version;
+}
+
+void kv_snapshot_release(kv_snapshot *snap)
+{
+    if (!snap) return;
+    kv_snap_unregister(snap->db, snap->slot);
+    free(snap);
+}
+
+void kv_get_stats(kv_db *db, kv_stats *st)
+{
+    kv_shared *sh = db->sh;
+    kv_attach_slot *slots = kv_at(db, sh->attach_off);
+    memset(st, 0, sizeof *st);
+#define LD(f) atomic_load_explicit(&sh->stats.f, memory_order_relaxed)
+    st->writes = LD(writes);
+    st->write_groups = LD(write_groups);
+    st->syncs = LD(syncs);
+    st->bytes_written = LD(bytes_written);
+    st->memtable_flushes = LD(memtable_flushes);
+    st->compactions = LD(compactions);
+    st->compaction_bytes_read = LD(compaction_bytes_read);
+    st->compaction_bytes_written = LD(compaction_bytes_written);
+    st->write_stalls = LD(write_stalls);
+    st->write_stall_micros = LD(write_stall_micros);
+    st->l0_stalls = LD(l0_stalls);
+    st->gets = LD(gets);
+    st->bloom_useful = LD(bloom_useful);
+#undef LD
+    st->block_cache_hits = atomic_load(&sh->bcache.hits);
+    st->block_cache_misses = atomic_load(&sh->bcache.misses);
+    st->block_cache_inserts = atomic_load(&sh->bcache.inserts);
+    st->block_cache_evictions = atomic_load(&sh->bcache.evictions);
+    kv_mutex_lock(&sh->db_mu);
+    st->live_memtables = (sh->mem ? 1 : 0) + sh->n_imm;
+    kv_mutex_unlock(&sh->db_mu);
+    st->latest_version = kv_latest_version(db);
+    st->num_levels = db->opt->max_levels;
+    for (uint32_t i = 0; i < sh->n_attach; i++)
+        if (atomic_load(&slots[i].pid)) st->attached_processes++;
+}
+
+int kv_get_levels(kv_db *db, kv_level_info *out, int max)
+{
+    kv_version *v = kv_version_current(db);
+    kv_targets t;
+    int n;
+    if (!v) return 0;
+    kv_level_targets(db, v, &t);
+    n = (int)v->n_levels;
+    for (int l = 0; l < n && l < max; l++) {
+        kv_level_info *li = &out[l];
+        memset(li, 0, sizeof *li);
+        li->level = l;
+        li->num_tables = (int)v->count[l];
+        li->size_bytes = kv_level_size(db, v, l);
+        li->target_bytes = l ? t.target[l] : 0;
+        for (uint32_t i = 0; i < v->count[l]; i++)
+            li->num_keys += kv_ver_table(db, v, l, i)->num_entries;
+        li->score = t.score[l];
+    }
+    kv_version_unref(db, v);
+    return n;
+}
+
+static void printable(char *out, size_t cap, const uint8_t *k, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 5 < cap; i++) {
+        if (k[i] >= 0x20 && k[i] < 0x7f && k[i] != '\\') out[o++] = (char)k[i];
+        else o += (size_t)snprintf(out + o, cap - o, "\\x%02x", k[i]);
+    }
+    out[o < cap ? o : cap - 1] = 0;
+}
+
+int kv_get_tables(kv_db *db, kv_table_info *out, int max)
+{
+    kv_version *v = kv_version_current(db);
+    int k = 0, total;
+    if (!v) return 0;
+    total = (int)v->total;
+    for (uint32_t l = 0; l < v->n_levels; l++)
+        for (uint32_t i = 0; i < v->count[l]; i++, k++) {
+            kv_table_meta *tm = kv_ver_table(db, v, (int)l, i);
+            kv_table_info *ti;
+            if (k >= max) continue;
+            ti = &out[k];
+            ti->id = tm->id;
+            ti->level = (int)l;
+            ti->size_bytes = tm->size;
+            ti->num_keys = tm->num_entries;
+            ti->max_version = tm->max_version;
+            printable(ti->smallest, sizeof ti->smallest, kv_tm_smallest(tm),
+                      kv_ikey_ulen(tm->smallest_len));
+            printable(ti->largest, sizeof ti->largest, kv_tm_largest(tm),
+                      kv_ikey_ulen(tm->largest_len));
+        }
+    kv_version_unref(db, v);
+    return total;
+}

@@ -1,0 +1,473 @@
+/*
+ * db_iter.c - the public kv_iter: a merge of every source of a pinned
+ * view, read at one version, with tombstones, expired entries and older
+ * versions hidden, bounds and prefix applied, in one direction.
+ *
+ * Forward, entries arrive as (user key ascending, version descending): the
+ * first visible entry of a user key is its answer and the rest of that key
+ * is skipped.  Reverse, they arrive as (user key descending, version
+ * ascending): the answer is the last visible entry of the group, so it is
+ * copied aside while the group is consumed.
+ *
+ * A long-lived iterator must not keep flushed memtables alive: every few
+ * hundred steps it checks whether a memtable of its view was flushed and,
+ * if so, re-pins the current view and re-seeks to where it was.  Reading
+ * at the same registered version makes the switch invisible.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "err.h"
+#include "ikey.h"
+#include "iter.h"
+
+#define REFRESH_EVERY 256
+
+struct kv_iter {
+    kv_db *db;
+    kv_iter_options o;
+    uint8_t *lower, *upper, *prefix;   /* owned copies of the bounds */
+    kv_view *view;
+    kv_merge *m;
+    kv_sst_read_opts ro;
+    int snap_slot;
+    uint64_t version;                  /* read version */
+    uint64_t now;                      /* unix seconds for expiry */
+    unsigned steps;
+    int valid;
+    /* current entry */
+    const uint8_t *key;                /* user key */
+    size_t key_len;
+    kv_vstruct vs;
+    uint64_t entry_version;
+    /* skip target (forward) / saved answer (reverse) */
+    kv_buf skip, saved_key, saved_val;
+    int have_skip;
+    kv_status status;
+    kv_err err;
+};
+
+static uint8_t *dup_bytes(const void *p, size_t n)
+{
+    uint8_t *d = malloc(n ? n : 1);
+    if (d && n) memcpy(d, p, n);
+    return d;
+}
+
+static int buf_set(kv_buf *b, const void *p, size_t n)
+{
+    if (n > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        char *d;
+        while (cap < n) cap *= 2;
+        d = realloc(b->data, cap);
+        if (!d) return -1;
+        b->data = d;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->data, p, n);
+    b->len = n;
+    return 0;
+}
+
+/* Builds the merge over it->view. */
+static kv_status build_merge(kv_iter *it)
+{
+    kv_db *db = it->db;
+    kv_view *v = it->view;
+    kv_version *ver = kv_ver_at(db, v->version);
+    int n = 0, cap = (int)v->n_mem + (ver ? (int)ver->count[0] + (int)ver->n_levels : 0);
+    kv_iiter **c = malloc(sizeof *c * (size_t)(cap ? cap : 1));
+    if (!c) return kv_seterr(&it->err, KV_NO_MEMORY, 0, "out of memory creating an iterator");
+    for (uint32_t i = 0; i < v->n_mem; i++) c[n++] = kv_iiter_mem(db, kv_mt_at(db, v->mems[i]));
+    if (ver) {
+        for (uint32_t i = 0; i < ver->count[0]; i++)
+            c[n++] = kv_iiter_table(db, kv_ver_table(db, ver, 0, i), &it->ro);
+        for (uint32_t l = 1; l < ver->n_levels; l++)
+            if (ver->count[l]) c[n++] = kv_iiter_level(db, ver, (int)l, &it->ro);
+    }
+    for (int i = 0; i < n; i++)
+        if (!c[i]) {
+            for (int j = 0; j < n; j++)
+                if (c[j]) c[j]->vt->destroy(c[j]);
+            free(c);
+            return kv_seterr(&it->err, KV_NO_MEMORY, 0, "out of memory creating an iterator");
+        }
+    it->m = kv_merge_new(c, n, it->o.reverse);
+    if (!it->m) {
+        for (int j = 0; j < n; j++) c[j]->vt->destroy(c[j]);
+        free(c);
+        return kv_seterr(&it->err, KV_NO_MEMORY, 0, "out of memory creating an iterator");
+    }
+    free(c);
+    return KV_OK;
+}
+
+kv_status kv_iter_new(kv_db *db, const kv_iter_options *io, kv_iter **out, kv_err *err)
+{
+    kv_iter *it;
+    kv_status st;
+    if (!db || !out) return kv_seterr(err, KV_INVALID, 0, "kv_iter_new: db and out are required");
+    st = kv_check_usable(db, err);
+    if (st != KV_OK) return st;
+    it = calloc(1, sizeof *it);
+    if (!it) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory creating an iterator");
+    it->db = db;
+    if (io) it->o = *io;
+    else it->o.fill_cache = 1;
+    it->snap_slot = -1;
+    if ((it->o.lower && !(it->lower = dup_bytes(it->o.lower, it->o.lower_len))) ||
+        (it->o.upper && !(it->upper = dup_bytes(it->o.upper, it->o.upper_len))) ||
+        (it->o.prefix && !(it->prefix = dup_bytes(it->o.prefix, it->o.prefix_len)))) {
+        kv_iter_free(it);
+        return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory creating an iterator");
+    }
+    st = kv_snap_register(db, it->o.version, &it->snap_slot, &it->version, err);
+    if (st != KV_OK) {
+        kv_iter_free(it);
+        return st;
+    }
+    it->now = db->env->unix_seconds(db->env);
+    it->ro.cache = &db->cache_ops;
+    it->ro.fill_cache = it->o.fill_cache;
+    it->ro.verify = db->opt->checksum_verification_mode == KV_VERIFY_ON_BLOCK_READ ||
+                    db->opt->checksum_verification_mode == KV_VERIFY_ON_TABLE_AND_BLOCK_READ;
+    it->view = kv_view_pin(db);
+    kv_tcache_sweep(db, kv_ver_at(db, it->view->version));
+    st = build_merge(it);
+    if (st != KV_OK) {
+        kv_err_copy(err, &it->err);
+        kv_iter_free(it);
+        return st;
+    }
+    *out = it;
+    return KV_OK;
+}
+
+void kv_iter_free(kv_iter *it)
+{
+    if (!it) return;
+    kv_merge_free(it->m);
+    if (it->view) kv_view_unpin(it->db, it->view);
+    if (it->snap_slot >= 0) kv_snap_unregister(it->db, it->snap_slot);
+    free(it->lower);
+    free(it->upper);
+    free(it->prefix);
+    free(it->skip.data);
+    free(it->saved_key.data);
+    free(it->saved_val.data);
+    free(it);
+}
+
+/* ---- bounds ---- */
+
+static int has_prefix(const kv_iter *it, const uint8_t *k, size_t n)
+{
+    return n >= it->o.prefix_len && memcmp(k, it->prefix, it->o.prefix_len) == 0;
+}
+
+/* 1 if k is past the end in the iteration direction (stop), -1 if it is
+ * outside the range but iteration should continue, 0 if inside. */
+static int out_of_range(const kv_iter *it, const uint8_t *k, size_t n)
+{
+    if (!it->o.reverse) {
+        if (it->upper && kv_ukey_cmp(k, n, it->upper, it->o.upper_len) >= 0) return 1;
+        if (it->prefix && !has_prefix(it, k, n))
+            return kv_ukey_cmp(k, n, it->prefix, it->o.prefix_len) > 0 ? 1 : -1;
+        if (it->lower && kv_ukey_cmp(k, n, it->lower, it->o.lower_len) < 0) return -1;
+    } else {
+        if (it->lower && kv_ukey_cmp(k, n, it->lower, it->o.lower_len) < 0) return 1;
+        if (it->prefix && !has_prefix(it, k, n))
+            return kv_ukey_cmp(k, n, it->prefix, it->o.prefix_len) < 0 ? 1 : -1;
+        if (it->upper && kv_ukey_cmp(k, n, it->upper, it->o.upper_len) >= 0) return -1;
+    }
+    return 0;
+}
+
+static int hidden(const kv_iter *it, const kv_vstruct *vs)
+{
+    return (vs->meta & KV_META_DELETE) || (vs->expires_at && vs->expires_at <= it->now);
+}
+
+static void set_error(kv_iter *it)
+{
+    if (it->status == KV_OK) it->status = kv_merge_status(it->m, &it->err);
+}
+
+/* ---- forward ---- */
+
+static void find_forward(kv_iter *it)
+{
+    it->valid = 0;
+    while (kv_merge_valid(it->m)) {
+        size_t kn, vn, un;
+        const uint8_t *k = kv_merge_key(it->m, &kn), *v;
+        int r;
+        uint64_t ver;
+        un = kv_ikey_ulen(kn);
+        r = out_of_range(it, k, un);
+        if (r > 0) return;
+        ver = kv_ikey_version(k, kn);
+        if (r < 0 || ver > it->version ||
+            (it->have_skip && un == it->skip.len && memcmp(k, it->skip.data, un) == 0 &&
+             (!it->o.all_versions || ver >= it->entry_version))) {
+            kv_merge_next(it->m);
+            continue;
+        }
+        v = kv_merge_value(it->m, &vn);
+        if (kv_vstruct_decode(v, vn, &it->vs) != 0) {
+            it->status = kv_seterr(&it->err, KV_CORRUPTION, 0,
+                                   "malformed value struct for a key of %zu bytes", un);
+            return;
+        }
+        if (buf_set(&it->skip, k, un) != 0) {
+            it->status = kv_seterr(&it->err, KV_NO_MEMORY, 0, "out of memory iterating");
+            return;
+        }
+        it->have_skip = 1;
+        it->entry_version = ver;
+        if (!it->o.all_versions && hidden(it, &it->vs)) {
+            kv_merge_next(it->m);
+            continue;
+        }
+        it->key = k;
+        it->key_len = un;
+        it->valid = 1;
+        return;
+    }
+    set_error(it);
+}
+
+/* ---- reverse ---- */
+
+static void find_reverse(kv_iter *it)
+{
+    it->valid = 0;
+    while (kv_merge_valid(it->m)) {
+        size_t kn, un;
+        const uint8_t *k = kv_merge_key(it->m, &kn);
+        int r, have = 0;
+        un = kv_ikey_ulen(kn);
+        r = out_of_range(it, k, un);
+        if (r > 0) break;
+        if (r < 0) {
+            kv_merge_next(it->m);
+            continue;
+        }
+        if (buf_set(&it->skip, k, un) != 0) goto oom;
+        /* consume the group of this user key, oldest version first */
+        while (kv_merge_valid(it->m)) {
+            size_t vn;
+            const uint8_t *v;
+            uint64_t ver;
+            k = kv_merge_key(it->m, &kn);
+            if (kv_ikey_ulen(kn) != it->skip.len || memcmp(k, it->skip.data, it->skip.len) != 0)
+                break;
+            ver = kv_ikey_version(k, kn);
+            if (ver <= it->version) {
+                v = kv_merge_value(it->m, &vn);
+                if (buf_set(&it->saved_val, v, vn) != 0) goto oom;
+                it->entry_version = ver;
+                have = 1;
+                if (it->o.all_versions) break;
+            }
+            kv_merge_next(it->m);
+        }
+        if (!have) continue;
+        if (kv_vstruct_decode((const uint8_t *)it->saved_val.data, it->saved_val.len, &it->vs) !=
+            0) {
+            it->status = kv_seterr(&it->err, KV_CORRUPTION, 0,
+                                   "malformed value struct for a key of %zu bytes", un);
+            return;
+        }
+        if (it->o.all_versions) kv_merge_next(it->m);
+        else if (hidden(it, &it->vs))
+            continue;
+        if (buf_set(&it->saved_key, it->skip.data, it->skip.len) != 0) goto oom;
+        it->key = (const uint8_t *)it->saved_key.data;
+        it->key_len = it->saved_key.len;
+        it->valid = 1;
+        return;
+    }
+    set_error(it);
+    return;
+oom:
+    it->status = kv_seterr(&it->err, KV_NO_MEMORY, 0, "out of memory iterating");
+}
+
+static void find(kv_iter *it)
+{
+    if (it->status != KV_OK) {
+        it->valid = 0;
+        return;
+    }
+    if (it->o.reverse) find_reverse(it);
+    else find_forward(it);
+}
+
+/* ---- positioning ---- */
+
+static void seek_internal(kv_iter *it, const uint8_t *ukey, size_t n, uint64_t version)
+{
+    uint8_t small[256], *ik = small;
+    if (n + KV_TS_SIZE > sizeof small && !(ik = malloc(n + KV_TS_SIZE))) {
+        it->status = kv_seterr(&it->err, KV_NO_MEMORY, 0, "out of memory seeking");
+        it->valid = 0;
+        return;
+    }
+    memcpy(ik, ukey, n);
+    kv_ikey_put_ts(ik + n, version);
+    kv_merge_seek(it->m, ik, n + KV_TS_SIZE);
+    if (ik != small) free(ik);
+}
+
+/* Smallest key greater than every key with prefix p: p with its last
+ * non-0xff byte incremented and the rest cut; 0 if there is none. */
+static size_t prefix_successor(const uint8_t *p, size_t n, uint8_t *out)
+{
+    while (n > 0 && p[n - 1] == 0xff) n--;
+    if (!n) return 0;
+    memcpy(out, p, n);
+    out[n - 1]++;
+    return n;
+}
+
+static void position(kv_iter *it, const uint8_t *k, size_t n)
+{
+    it->have_skip = 0;
+    it->steps = 0;
+    if (!it->o.reverse) {
+        const uint8_t *start = k;
+        size_t sn = n;
+        if (it->lower && (!start || kv_ukey_cmp(start, sn, it->lower, it->o.lower_len) < 0)) {
+            start = it->lower;
+            sn = it->o.lower_len;
+        }
+        if (it->prefix && (!start || kv_ukey_cmp(start, sn, it->prefix, it->o.prefix_len) < 0)) {
+            start = it->prefix;
+            sn = it->o.prefix_len;
+        }
+        if (start) seek_internal(it, start, sn, it->version);
+        else kv_merge_rewind(it->m);
+    } else {
+        /* last key <= k, and < upper, and within the prefix */
+        uint8_t *succ = NULL;
+        const uint8_t *end = k;
+        size_t en = n;
+        uint64_t ver = 0; /* (k, version 0) is k's last internal key */
+        if (it->upper && (!end || kv_ukey_cmp(end, en, it->upper, it->o.upper_len) >= 0)) {
+            end = it->upper;
+            en = it->o.upper_len;
+            ver = UINT64_MAX; /* first internal key of upper: exclusive */
+        }
+        if (it->prefix) {
+            succ = malloc(it->o.prefix_len ? it->o.prefix_len : 1);
+            if (succ) {
+                size_t sn = prefix_successor(it->prefix, it->o.prefix_len, succ);
+                if (sn && (!end || kv_ukey_cmp(end, en, succ, sn) >= 0)) {
+                    end = succ;
+                    en = sn;
+                    ver = UINT64_MAX;
+                }
+            }
+        }
+        if (end) seek_internal(it, end, en, ver);
+        else kv_merge_rewind(it->m);
+        free(succ);
+    }
+    find(it);
+}
+
+void kv_iter_rewind(kv_iter *it)
+{
+    position(it, NULL, 0);
+}
+
+void kv_iter_seek(kv_iter *it, const void *key, size_t klen)
+{
+    position(it, key, klen);
+}
+
+/* Re-pins the current view if a memtable of ours was flushed. */
+static void maybe_refresh(kv_iter *it)
+{
+    kv_db *db = it->db;
+    kv_view *v = it->view;
+    int stale = 0;
+    kv_status st;
+    for (uint32_t i = 0; i < v->n_mem && !stale; i++)
+        stale = (atomic_load_explicit(&kv_mt_at(db, v->mems[i])->flags, memory_order_relaxed) &
+                 KV_MT_FLUSHED) != 0;
+    if (!stale) return;
+    kv_merge_free(it->m);
+    it->m = NULL;
+    kv_view_unpin(db, v);
+    it->view = kv_view_pin(db);
+    kv_tcache_sweep(db, kv_ver_at(db, it->view->version));
+    st = build_merge(it);
+    if (st != KV_OK) {
+        it->status = st;
+        return;
+    }
+    /* continue after the key we are on */
+    if (!it->o.reverse) {
+        seek_internal(it, (const uint8_t *)it->skip.data, it->skip.len,
+                      it->o.all_versions ? it->entry_version : it->version);
+        it->have_skip = 1;
+    } else {
+        seek_internal(it, (const uint8_t *)it->skip.data, it->skip.len,
+                      it->o.all_versions ? it->entry_version + 1 : UINT64_MAX);
+    }
+}
+
+void kv_iter_next(kv_iter *it)
+{
+    if (!it->valid) return;
+    if (++it->steps % REFRESH_EVERY == 0) {
+        maybe_refresh(it);
+        if (it->status != KV_OK) {
+            it->valid = 0;
+            return;
+        }
+        if (!it->m) return;
+    }
+    if (!it->o.reverse) kv_merge_next(it->m);
+    find(it);
+}
+
+int kv_iter_valid(const kv_iter *it)
+{
+    return it && it->valid;
+}
+
+const void *kv_iter_key(const kv_iter *it, size_t *klen)
+{
+    *klen = it->key_len;
+    return it->key;
+}
+
+void kv_iter_meta(const kv_iter *it, kv_entry_meta *meta)
+{
+    meta->version = it->entry_version;
+    meta->expires_at = it->vs.expires_at;
+    meta->user_meta = it->vs.user_meta;
+    meta->deleted = (it->vs.meta & KV_META_DELETE) != 0;
+    meta->in_vlog = (it->vs.meta & KV_META_VALUE_PTR) != 0;
+}
+
+kv_status kv_iter_value(kv_iter *it, const void **val, size_t *vlen, kv_err *err)
+{
+    if (!it->valid) return kv_seterr(err, KV_INVALID, 0, "iterator is not positioned");
+    if (it->o.key_only)
+        return kv_seterr(err, KV_INVALID, 0, "iterator was created key-only");
+    *val = it->vs.value;
+    *vlen = it->vs.value_len;
+    return KV_OK;
+}
+
+kv_status kv_iter_status(const kv_iter *it, kv_err *err)
+{
+    if (it->status != KV_OK) return kv_err_copy(err, &it->err);
+    return KV_OK;
+}

@@ -1,0 +1,130 @@
+/*
+ * iter_merge.c - k-way merge of internal iterators in one direction, with
+ * a binary heap of the children that are positioned (see iter.h).
+ */
+#include <stdlib.h>
+
+#include "err.h"
+#include "ikey.h"
+#include "iter.h"
+
+struct kv_merge {
+    kv_iiter **c;
+    int n;
+    int reverse;
+    int *heap;       /* child indexes, best at heap[0] */
+    int hn;
+};
+
+/* 1 if child a should come before child b. */
+static int before(const kv_merge *m, int a, int b)
+{
+    size_t na, nb;
+    const uint8_t *ka = m->c[a]->vt->key(m->c[a], &na);
+    const uint8_t *kb = m->c[b]->vt->key(m->c[b], &nb);
+    int c = kv_ikey_cmp(ka, na, kb, nb);
+    if (c == 0) return a < b;
+    return m->reverse ? c > 0 : c < 0;
+}
+
+static void sift_down(kv_merge *m, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, best = i, t;
+        if (l < m->hn && before(m, m->heap[l], m->heap[best])) best = l;
+        if (r < m->hn && before(m, m->heap[r], m->heap[best])) best = r;
+        if (best == i) return;
+        t = m->heap[i];
+        m->heap[i] = m->heap[best];
+        m->heap[best] = t;
+        i = best;
+    }
+}
+
+static void rebuild(kv_merge *m)
+{
+    m->hn = 0;
+    for (int i = 0; i < m->n; i++)
+        if (m->c[i]->vt->valid(m->c[i])) m->heap[m->hn++] = i;
+    for (int i = m->hn / 2 - 1; i >= 0; i--) sift_down(m, i);
+}
+
+kv_merge *kv_merge_new(kv_iiter **children, int n, int reverse)
+{
+    kv_merge *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->c = malloc(sizeof *m->c * (size_t)(n ? n : 1));
+    m->heap = malloc(sizeof *m->heap * (size_t)(n ? n : 1));
+    if (!m->c || !m->heap) {
+        free(m->c);
+        free(m->heap);
+        free(m);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) m->c[i] = children[i];
+    m->n = n;
+    m->reverse = reverse;
+    return m;
+}
+
+void kv_merge_free(kv_merge *m)
+{
+    if (!m) return;
+    for (int i = 0; i < m->n; i++) m->c[i]->vt->destroy(m->c[i]);
+    free(m->c);
+    free(m->heap);
+    free(m);
+}
+
+void kv_merge_rewind(kv_merge *m)
+{
+    for (int i = 0; i < m->n; i++) {
+        if (m->reverse) m->c[i]->vt->last(m->c[i]);
+        else m->c[i]->vt->first(m->c[i]);
+    }
+    rebuild(m);
+}
+
+void kv_merge_seek(kv_merge *m, const uint8_t *k, size_t n)
+{
+    for (int i = 0; i < m->n; i++) {
+        if (m->reverse) m->c[i]->vt->seek_for_prev(m->c[i], k, n);
+        else m->c[i]->vt->seek(m->c[i], k, n);
+    }
+    rebuild(m);
+}
+
+void kv_merge_next(kv_merge *m)
+{
+    kv_iiter *top;
+    if (!m->hn) return;
+    top = m->c[m->heap[0]];
+    if (m->reverse) top->vt->prev(top);
+    else top->vt->next(top);
+    if (!top->vt->valid(top)) m->heap[0] = m->heap[--m->hn];
+    if (m->hn) sift_down(m, 0);
+}
+
+int kv_merge_valid(const kv_merge *m)
+{
+    return m->hn > 0;
+}
+
+const uint8_t *kv_merge_key(const kv_merge *m, size_t *n)
+{
+    return m->c[m->heap[0]]->vt->key(m->c[m->heap[0]], n);
+}
+
+const uint8_t *kv_merge_value(const kv_merge *m, size_t *n)
+{
+    return m->c[m->heap[0]]->vt->value(m->c[m->heap[0]], n);
+}
+
+kv_status kv_merge_status(const kv_merge *m, kv_err *err)
+{
+    for (int i = 0; i < m->n; i++) {
+        kv_status st = m->c[i]->vt->status(m->c[i], err);
+        if (st != KV_OK) return st;
+    }
+    return KV_OK;
+}

@@ -1,0 +1,148 @@
+/*
+ * read.c - point reads (kv_get): the newest version <= the read version,
+ * looked up source by source in view order (memtables, level-0 tables
+ * newest first, then one table per deeper level), stopping at the first
+ * source that has the key (view.h explains why that is the newest).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "err.h"
+#include "ikey.h"
+
+static kv_status copy_out(kv_buf *out, const kv_vstruct *vs, kv_err *err)
+{
+    if (!out) return KV_OK;
+    if (vs->value_len > out->cap) {
+        size_t cap = out->cap ? out->cap : 64;
+        char *p;
+        while (cap < vs->value_len) cap *= 2;
+        p = realloc(out->data, cap);
+        if (!p) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory reading a value");
+        out->data = p;
+        out->cap = cap;
+    }
+    if (vs->value_len) memcpy(out->data, vs->value, vs->value_len);
+    out->len = vs->value_len;
+    return KV_OK;
+}
+
+/* Looks ikey's user key up in one table.  1 = found (vs, version set and
+ * value copied), 0 = not here, <0 = error in *st. */
+static int table_get(kv_db *db, const kv_table_meta *tm, const uint8_t *ikey, size_t n,
+                     const kv_sst_read_opts *ro, kv_buf *out, kv_vstruct *vs, uint64_t *version,
+                     kv_status *st, kv_err *err)
+{
+    kv_table_handle *h;
+    kv_sst_iter it;
+    size_t un = kv_ikey_ulen(n);
+    int found = 0;
+
+    *st = kv_tcache_get(db, tm, &h, err);
+    if (*st != KV_OK) return -1;
+    if (!kv_sst_may_contain(h->sst, ikey, un)) {
+        KV_STAT_ADD(db, bloom_useful, 1);
+        kv_tcache_release(db, h);
+        return 0;
+    }
+    kv_sst_iter_init(&it, h->sst, ro);
+    kv_sst_iter_seek(&it, ikey, n);
+    if (it.valid && it.key_len == n && memcmp(it.key, ikey, un) == 0) {
+        if (kv_vstruct_decode(it.val, it.val_len, vs) != 0) {
+            *st = kv_seterr(err, KV_CORRUPTION, 0, "table %llu: malformed value struct",
+                            (unsigned long long)tm->id);
+            found = -1;
+        } else {
+            *version = kv_ikey_version(it.key, it.key_len);
+            found = 1;
+            if (!(vs->meta & KV_META_DELETE)) {
+                *st = copy_out(out, vs, err);
+                if (*st != KV_OK) found = -1;
+            }
+        }
+    } else if (it.status != KV_OK) {
+        *st = kv_err_copy(err, &it.err);
+        found = -1;
+    }
+    kv_sst_iter_done(&it);
+    kv_tcache_release(db, h);
+    return found;
+}
+
+kv_status kv_get(kv_db *db, const kv_read_options *ro, const void *key, size_t klen,
+                 kv_buf *val, kv_entry_meta *meta, kv_err *err)
+{
+    kv_view *v;
+    kv_version *ver;
+    kv_vstruct vs;
+    kv_sst_read_opts sro;
+    uint64_t read_version, version = 0;
+    uint8_t small[256], *ikey = small;
+    size_t n = klen + KV_TS_SIZE;
+    kv_status st = KV_OK;
+    int found = 0;
+
+    if (!db || !key || klen == 0)
+        return kv_seterr(err, KV_INVALID, 0, "kv_get: db and a non-empty key are required");
+    if (klen > KV_MAX_KEY_SIZE)
+        return kv_seterr(err, KV_TOO_BIG, 0, "key of %zu bytes exceeds the limit of %d bytes",
+                         klen, KV_MAX_KEY_SIZE);
+    st = kv_check_usable(db, err);
+    if (st != KV_OK) return st;
+    KV_STAT_ADD(db, gets, 1);
+    read_version = ro && ro->version ? ro->version
+                                     : atomic_load_explicit(&db->sh->visible_version,
+                                                            memory_order_acquire);
+    if (n > sizeof small && !(ikey = malloc(n)))
+        return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory in kv_get");
+    memcpy(ikey, key, klen);
+    kv_ikey_put_ts(ikey + klen, read_version);
+
+    v = kv_view_pin(db);
+    for (uint32_t i = 0; i < v->n_mem && !found; i++) {
+        if (kv_mt_get(db, kv_mt_at(db, v->mems[i]), key, klen, read_version, &vs, &version)) {
+            found = 1;
+            if (!(vs.meta & KV_META_DELETE)) st = copy_out(val, &vs, err);
+        }
+    }
+    ver = kv_ver_at(db, v->version);
+    sro.cache = &db->cache_ops;
+    sro.fill_cache = ro ? ro->fill_cache : 1;
+    sro.verify = db->opt->checksum_verification_mode >= KV_VERIFY_ON_BLOCK_READ;
+    if (!found && ver) {
+        kv_tcache_sweep(db, ver);
+        for (uint32_t i = 0; i < ver->count[0] && !found; i++) {
+            kv_table_meta *tm = kv_ver_table(db, ver, 0, i);
+            if (kv_ukey_cmp(key, klen, kv_tm_smallest(tm), kv_ikey_ulen(tm->smallest_len)) < 0 ||
+                kv_ukey_cmp(key, klen, kv_tm_largest(tm), kv_ikey_ulen(tm->largest_len)) > 0)
+                continue;
+            found = table_get(db, tm, ikey, n, &sro, val, &vs, &version, &st, err);
+        }
+        for (uint32_t l = 1; l < ver->n_levels && !found; l++) {
+            uint32_t idx;
+            kv_table_meta *tm;
+            if (!ver->count[l]) continue;
+            idx = kv_level_find(db, ver, (int)l, key, klen);
+            if (idx >= ver->count[l]) continue;
+            tm = kv_ver_table(db, ver, (int)l, idx);
+            if (kv_ukey_cmp(key, klen, kv_tm_smallest(tm), kv_ikey_ulen(tm->smallest_len)) < 0)
+                continue;
+            found = table_get(db, tm, ikey, n, &sro, val, &vs, &version, &st, err);
+        }
+    }
+    kv_view_unpin(db, v);
+    if (ikey != small) free(ikey);
+    if (found < 0 || st != KV_OK) return st != KV_OK ? st : KV_IO;
+    if (!found || (vs.meta & KV_META_DELETE) ||
+        (vs.expires_at && vs.expires_at <= db->env->unix_seconds(db->env)))
+        return KV_NOT_FOUND;
+    if (meta) {
+        meta->version = version;
+        meta->expires_at = vs.expires_at;
+        meta->user_meta = vs.user_meta;
+        meta->deleted = 0;
+        meta->in_vlog = (vs.meta & KV_META_VALUE_PTR) != 0;
+    }
+    return KV_OK;
+}
