@@ -77,6 +77,13 @@ void kv_level_targets(kv_db *db, const kv_version *v, kv_targets *t)
     if (t->base_level < last && kv_level_size(db, v, t->base_level) == 0 &&
         kv_level_size(db, v, t->base_level + 1) < t->target[t->base_level + 1])
         t->base_level++;
+    /* Never below a level that holds data: for any user key, deeper levels
+     * must hold only older versions (point reads stop at the first hit). */
+    for (i = 1; i < t->base_level; i++)
+        if (v->count[i]) {
+            t->base_level = i;
+            break;
+        }
 
     t->score[0] = (double)v->count[0] / (double)o->num_level_zero_tables;
     for (i = 1; i < last; i++) {
@@ -568,7 +575,7 @@ static kv_status run_job(kv_db *db, cjob *j, kv_err *err)
 
     kv_vedit_init(&e);
     memset(&out, 0, sizeof out);
-    if (j->n_to == 0 && j->n_from == 1 && j->from > 0) j->trivial = 1;
+    if (j->n_to == 0 && j->n_from == 1) j->trivial = 1; /* nothing to merge with: move it */
     for (uint32_t i = 0; i < j->n_from && st == KV_OK; i++)
         st = kv_vedit_delete(&e, j->from, kv_tm_at(db, j->in_from[i])->id, err);
     for (uint32_t i = 0; i < j->n_to && st == KV_OK; i++)

@@ -517,6 +517,9 @@ static kv_status recover(kv_db *db, kv_err *err)
     free(ds.mems);
     if (st != KV_OK) return st;
 
+    /* Version 1 is the empty database: commits start at 2, so a snapshot
+     * version is never 0, which reads take to mean "latest". */
+    if (max_version < 1) max_version = 1;
     atomic_store(&sh->visible_version, max_version);
     sh->wq.last_version = max_version;
     if (!db->opt->read_only) {
@@ -531,6 +534,7 @@ static kv_status recover(kv_db *db, kv_err *err)
         kv_mutex_lock(&sh->db_mu);
         st = kv_mt_create(db, db->opt->in_memory ? 0 : id, &mt, err);
         if (st == KV_OK) {
+            mt->dir_synced = 1; /* synced just above */
             sh->mem = kv_off_of(db, mt);
             st = kv_view_install(db, &old, err);
         }

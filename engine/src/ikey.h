@@ -46,11 +46,24 @@ static inline size_t kv_ikey_ulen(size_t n)
     return n - KV_TS_SIZE;
 }
 
-/* Compares user keys bytewise (a proper prefix sorts first). */
+/* Compares user keys bytewise (a proper prefix sorts first).  The first
+ * 8 bytes are compared as one big-endian word, which decides most
+ * comparisons of random keys without calling memcmp. */
 static inline int kv_ukey_cmp(const void *a, size_t na, const void *b, size_t nb)
 {
     size_t n = na < nb ? na : nb;
-    int c = n ? memcmp(a, b, n) : 0;
+    int c;
+    if (n >= 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) {
+            x = __builtin_bswap64(x);
+            y = __builtin_bswap64(y);
+            return x < y ? -1 : 1;
+        }
+    }
+    c = n ? memcmp(a, b, n) : 0;
     if (c) return c;
     return na < nb ? -1 : na > nb;
 }

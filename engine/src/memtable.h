@@ -28,7 +28,7 @@ typedef struct kv_memtable {
     _Atomic uint32_t refs;
     _Atomic uint32_t flags;
     uint32_t slot;              /* arena slot index */
-    uint32_t pad;
+    uint32_t dir_synced;        /* the WAL's directory entry is durable; leader only */
     uint64_t id;                /* file id of its WAL (0 if none) */
     uint64_t wal_size;          /* bytes of WAL written; leader only */
     _Atomic uint64_t max_version;

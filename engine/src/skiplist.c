@@ -97,28 +97,38 @@ static inline int cmp_node(const kv_sl *sl, uint32_t node, const uint8_t *key, s
 }
 
 /* Finds, per level, the last node < key (prev) and its successor (next).
- * Starts from the writer's finger where it is still valid.  Returns 1 if a
- * node equal to key exists (its offset in *found). */
+ * Returns 1 if a node equal to key exists (its offset in *found).
+ *
+ * Finger search: when the last inserted key is smaller than key (batches
+ * are inserted in key order), climb from the last insert's predecessors
+ * to the lowest level whose successor is already >= key, and descend from
+ * there.  That costs O(log distance) node visits instead of O(log n), and
+ * the nodes visited were touched by the previous insert. */
 static int find_splice(kv_sl *sl, const uint8_t *key, size_t n, uint32_t *prev, uint32_t *next,
                        uint32_t *found)
 {
     int height = (int)atomic_load_explicit(&sl->height, memory_order_relaxed);
     uint32_t x = sl->head;
-    int level, use_finger = 0;
+    int level, start = height - 1;
     *found = 0;
-    /* finger[0] is the last inserted node; if it is < key, every finger
-     * node is (each is <= it), so each is a valid starting point. */
-    if (sl->finger_valid && cmp_node(sl, sl->finger[0], key, n) < 0) use_finger = 1;
-    for (level = height - 1; level >= 0; level--) {
-        uint32_t nx;
-        if (use_finger && level < (int)sl->finger_valid) {
-            uint32_t f = sl->finger[level];
-            if (x == sl->head) x = f;
-            else if (f != x && f != sl->head &&
-                     cmp_node(sl, x, bytes_at(sl, node_at(sl, f)->key_off),
-                              node_at(sl, f)->key_len) < 0)
-                x = f;
+    if (sl->finger_valid && cmp_node(sl, sl->finger[0], key, n) < 0) {
+        int l;
+        for (l = 0; l < (int)sl->finger_valid; l++) {
+            uint32_t nx = next_of(sl, sl->finger[l], l);
+            if (!nx || cmp_node(sl, nx, key, n) >= 0) break;
         }
+        if (l < (int)sl->finger_valid) {
+            /* the splice brackets key from level l up */
+            for (level = height - 1; level > l; level--) {
+                prev[level] = level < (int)sl->finger_valid ? sl->finger[level] : sl->head;
+                next[level] = next_of(sl, prev[level], level);
+            }
+            x = sl->finger[l];
+            start = l;
+        }
+    }
+    for (level = start; level >= 0; level--) {
+        uint32_t nx;
         for (;;) {
             int c;
             nx = next_of(sl, x, level);
@@ -134,6 +144,7 @@ static int find_splice(kv_sl *sl, const uint8_t *key, size_t n, uint32_t *prev, 
         prev[level] = x;
         next[level] = nx;
     }
+    /* every node is on level 0, so an equal key was met there */
     return *found != 0;
 }
 

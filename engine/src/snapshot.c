@@ -35,9 +35,8 @@ kv_status kv_snap_register(kv_db *db, uint64_t version, int *slot, uint64_t *out
         if (atomic_load_explicit(&s[k].version, memory_order_relaxed) == 0) {
             uint64_t v = version ? version
                                  : atomic_load_explicit(&sh->visible_version, memory_order_acquire);
-            if (v == 0) v = 1; /* 0 means free; version 1 hides nothing real */
             atomic_store_explicit(&s[k].pid, me, memory_order_relaxed);
-            atomic_store_explicit(&s[k].version, v, memory_order_release);
+            atomic_store_explicit(&s[k].version, v + 1, memory_order_release); /* 0 = free */
             sh->snaps.hint = k + 1;
             sh->snaps.in_use++;
             kv_mutex_unlock(&sh->snaps.mu);
@@ -71,6 +70,7 @@ uint64_t kv_snap_horizon(kv_db *db)
     for (uint32_t i = 0; i < sh->n_snaps && sh->snaps.in_use; i++) {
         uint64_t v = atomic_load_explicit(&s[i].version, memory_order_relaxed);
         if (!v) continue;
+        v--; /* stored as version + 1 */
         if (!pid_alive(atomic_load_explicit(&s[i].pid, memory_order_relaxed))) {
             /* the process died without releasing it */
             atomic_store_explicit(&s[i].version, 0, memory_order_relaxed);

@@ -19,7 +19,7 @@
 #include "sync.h"
 
 typedef struct kv_snap_slot {
-    _Atomic uint64_t version; /* 0 = free */
+    _Atomic uint64_t version; /* registered version + 1; 0 = free */
     _Atomic int32_t pid;
     uint32_t pad;
 } kv_snap_slot;

@@ -207,6 +207,11 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
             if (any_sync) {
                 st = db->env->sync(f, err);
                 KV_STAT_ADD(db, syncs, 1);
+                /* a new WAL's name must be durable too before we acknowledge */
+                if (st == KV_OK && !mt->dir_synced) {
+                    st = db->env->sync_dir(db->env, db->dir, err);
+                    if (st == KV_OK) mt->dir_synced = 1;
+                }
             }
         }
         if (st != KV_OK) kv_set_bg_error(db, err);

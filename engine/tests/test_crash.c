@@ -1,0 +1,174 @@
+/*
+ * test_crash.c - kill -9 a writer process mid-stream, many times, and
+ * check after each reopen that every acknowledged batch is present, that
+ * no batch is present in part, and that the database is not corrupt.
+ *
+ * The child writes batches of keys "b<batch>-<i>" (batch sizes vary so
+ * memtables rotate, flush and compact all the time) and, after each
+ * kv_write returns, writes the batch number to a pipe.  The parent kills
+ * it at a random moment, drains the pipe (every acknowledgement the child
+ * got out before dying), reopens and checks.  Both synced and unsynced
+ * writes must survive a process crash (the WAL is written before a write
+ * returns).
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static int batch_size(uint64_t b)
+{
+    return 1 + (int)((b * 2654435761u) % 50);
+}
+
+static void key_of(char *k, uint64_t b, int i)
+{
+    sprintf(k, "b%08llu-%03d", (unsigned long long)b, i);
+}
+
+static void value_of(char *v, size_t *len, uint64_t b, int i)
+{
+    size_t n = 20 + (size_t)((b * 31 + (uint64_t)i * 17) % 300);
+    for (size_t j = 0; j < n; j++) v[j] = (char)('a' + (b + (uint64_t)i + j) % 26);
+    *len = n;
+}
+
+static void child(const kv_options *o, uint64_t first, int fd, int sync)
+{
+    kv_db *db;
+    kv_err err;
+    kv_batch *b = kv_batch_new();
+    char k[64], v[400];
+    size_t vl;
+    if (kv_open(o, &db, &err) != KV_OK) {
+        fprintf(stderr, "child open: %s\n", err.msg);
+        _exit(2);
+    }
+    for (uint64_t n = first;; n++) {
+        kv_write_options wo = {sync};
+        int sz = batch_size(n);
+        kv_batch_clear(b);
+        for (int i = 0; i < sz; i++) {
+            key_of(k, n, i);
+            value_of(v, &vl, n, i);
+            kv_batch_put(b, k, strlen(k), v, vl, &err);
+        }
+        if (kv_write(db, &wo, b, NULL, &err) != KV_OK) {
+            fprintf(stderr, "child write: %s\n", err.msg);
+            _exit(3);
+        }
+        if (write(fd, &n, sizeof n) != sizeof n) _exit(4);
+    }
+}
+
+/* Number of keys of batch n present (checking values). */
+static int present(kv_db *db, uint64_t n, kv_buf *buf)
+{
+    char k[64], v[400];
+    size_t vl;
+    int count = 0;
+    kv_err err;
+    for (int i = 0; i < batch_size(n); i++) {
+        kv_status st;
+        key_of(k, n, i);
+        st = kv_get(db, NULL, k, strlen(k), buf, NULL, &err);
+        ck_assert_msg(st == KV_OK || st == KV_NOT_FOUND, "get: %s", err.msg);
+        if (st == KV_OK) {
+            value_of(v, &vl, n, i);
+            ck_assert_msg(buf->len == vl && !memcmp(buf->data, v, vl), "batch %llu key %d: bad value",
+                          (unsigned long long)n, i);
+            count++;
+        }
+    }
+    return count;
+}
+
+static void crash_loop(int sync)
+{
+    char *dir = tu_mkdtemp("crash");
+    kv_options o;
+    tu_rng r;
+    uint64_t next = 0; /* first batch the next child writes */
+    long rounds = tu_scale(25);
+    kv_buf buf = {0};
+
+    tu_rng_init(&r, tu_seed() + (uint64_t)sync);
+    tu_small_options(&o, dir);
+    o.mem_table_size = 128 << 10;
+    o.num_memtables = 2;
+    o.base_table_size = 64 << 10;
+    o.base_level_size = 256 << 10;
+    o.num_level_zero_tables = 2;
+    o.num_level_zero_tables_stall = 4;
+    for (long round = 0; round < rounds; round++) {
+        int fds[2];
+        pid_t pid;
+        uint64_t acked = UINT64_MAX, n;
+        int status;
+        kv_db *db;
+        kv_err err;
+        ck_assert_int_eq(pipe(fds), 0);
+        pid = fork();
+        if (pid == 0) {
+            close(fds[0]);
+            child(&o, next, fds[1], sync);
+        }
+        close(fds[1]);
+        usleep((useconds_t)(20000 + tu_randn(&r, 300000)));
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        while (read(fds[0], &n, sizeof n) == sizeof n) acked = n;
+        close(fds[0]);
+        ck_assert_msg(WIFSIGNALED(status), "child exited on its own (status %d)", status);
+
+        TU_OK(kv_open(&o, &db, &err), &err);
+        if (acked != UINT64_MAX) {
+            for (uint64_t b = next; b <= acked; b++)
+                ck_assert_msg(present(db, b, &buf) == batch_size(b),
+                              "round %ld: acknowledged batch %llu is incomplete", round,
+                              (unsigned long long)b);
+            next = acked + 1;
+        }
+        /* the batch in flight is all or nothing */
+        {
+            int p = present(db, next, &buf);
+            ck_assert_msg(p == 0 || p == batch_size(next),
+                          "round %ld: batch %llu is partly present (%d of %d)", round,
+                          (unsigned long long)next, p, batch_size(next));
+            if (p) next++;
+            ck_assert_int_eq(present(db, next, &buf), 0);
+        }
+        TU_OK(kv_close(db, &err), &err);
+    }
+    ck_assert_msg(next > 0, "no batch was ever acknowledged");
+    kv_buf_free(&buf);
+    tu_rmdir(dir);
+    free(dir);
+}
+
+START_TEST(test_kill9_synced)
+{
+    crash_loop(1);
+}
+END_TEST
+
+START_TEST(test_kill9_unsynced)
+{
+    crash_loop(0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("crash");
+    TCase *tc = tcase_create("crash");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_kill9_synced);
+    tcase_add_test(tc, test_kill9_unsynced);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
