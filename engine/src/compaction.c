@@ -385,7 +385,7 @@ static void outputs_discard(kv_db *db, outputs *o)
 {
     for (size_t i = 0; i < o->n; i++) {
         if (o->meta[i] && atomic_load(&kv_tm_at(db, o->meta[i])->refs) == 0) {
-            db->env->remove(db->env, o->paths[i], NULL);
+            if (kv_may_delete_tables(db)) db->env->remove(db->env, o->paths[i], NULL);
             kv_tm_discard(db, o->meta[i]);
         }
         free(o->paths[i]);

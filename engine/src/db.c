@@ -14,6 +14,7 @@
 #include "db.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,14 +147,19 @@ size_t kv_shared_size(const kv_options *opt)
 
 static void format_region(kv_shared *sh, const kv_options *o, const layout *l, size_t size)
 {
-    uint32_t gen = (sh->magic == KV_REGION_MAGIC) ? atomic_load(&sh->generation) + 1 : 1;
+    uint32_t state = atomic_load(&sh->state), gen;
     char *base = (char *)sh;
-    memset(sh, 0, sizeof *sh);
+    /* a region this code formatted before keeps counting generations, so
+     * handles attached to the previous incarnation notice */
+    gen = state <= KV_STATE_FAILED && sh->magic == KV_REGION_MAGIC
+              ? atomic_load(&sh->generation) + 1
+              : 1;
+    atomic_store(&sh->state, KV_STATE_OPENING);
+    atomic_store(&sh->generation, gen);
+    memset(base + offsetof(kv_shared, magic), 0, sizeof *sh - offsetof(kv_shared, magic));
     sh->magic = KV_REGION_MAGIC;
     sh->layout = KV_REGION_LAYOUT;
     sh->size = size;
-    atomic_store(&sh->generation, gen);
-    atomic_store(&sh->state, KV_STATE_OPENING);
     sh->host_pid = (int32_t)getpid();
     sh->opt = *o;
     sh->opt.env = NULL;
@@ -282,7 +288,7 @@ static kv_status load_version(kv_db *db, kv_mf_state *s, kv_err *err)
     uint64_t empty, v;
     kv_status st;
 
-    qsort(s->tables, s->n, sizeof *s->tables, cmp_mf_order);
+    if (s->n) qsort(s->tables, s->n, sizeof *s->tables, cmp_mf_order);
     kv_vedit_init(&e);
     st = kv_version_empty(db, db->opt->max_levels, &empty, err);
     for (size_t i = 0; i < s->n && st == KV_OK; i++) {
@@ -395,7 +401,7 @@ static kv_status replay_record(void *ctx, const uint8_t *payload, size_t n, uint
 
 static kv_status replay_wals(kv_db *db, dir_scan *ds, uint64_t *max_version, kv_err *err)
 {
-    qsort(ds->mems, ds->n_mem, sizeof *ds->mems, cmp_u64);
+    if (ds->n_mem) qsort(ds->mems, ds->n_mem, sizeof *ds->mems, cmp_u64);
     for (size_t i = 0; i < ds->n_mem; i++) {
         char path[KV_PATH_MAX + 32];
         replay_ctx rc;
@@ -631,16 +637,16 @@ kv_status kv_attach(void *region, const kv_attach_options *ao, kv_db **out, kv_e
 
     if (!out || !region) return kv_seterr(err, KV_INVALID, 0, "kv_attach: region and out are required");
     *out = NULL;
-    if (sh->magic != KV_REGION_MAGIC || sh->layout != KV_REGION_LAYOUT) {
-        state = atomic_load(&sh->state);
-        if (sh->magic == 0) return kv_seterr(err, KV_BUSY, 0, "the database is not open yet");
-        return kv_seterr(err, KV_INVALID, 0, "memory is not a kvsep region of this version");
-    }
     state = atomic_load_explicit(&sh->state, memory_order_acquire);
+    if (state > KV_STATE_FAILED)
+        return kv_seterr(err, KV_INVALID, 0, "memory is not a kvsep region");
     if (state == KV_STATE_EMPTY || state == KV_STATE_OPENING)
-        return kv_seterr(err, KV_BUSY, 0, "the database is still opening");
+        return kv_seterr(err, KV_BUSY, 0, "the database is not open yet");
     if (state != KV_STATE_READY)
         return kv_seterr(err, KV_CLOSED, 0, "the database is closed or failed to open");
+    /* READY was published with release: the header is complete */
+    if (sh->magic != KV_REGION_MAGIC || sh->layout != KV_REGION_LAYOUT)
+        return kv_seterr(err, KV_INVALID, 0, "memory is not a kvsep region of this version");
     if (sh->opt.in_memory)
         return kv_seterr(err, KV_INVALID, 0, "an in-memory database cannot be attached");
     slots = (kv_attach_slot *)((char *)region + sh->attach_off);

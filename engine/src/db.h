@@ -63,14 +63,16 @@ typedef struct kv_attach_slot {
 } kv_attach_slot;
 
 typedef struct kv_shared {
-    uint64_t magic;
-    uint32_t layout;
-    uint32_t pad0;
-    uint64_t size;
+    /* Attach protocol: state and generation come first and are only ever
+     * accessed atomically; the host formats everything after them, then
+     * publishes state READY with release, and attachers read nothing else
+     * before they have seen READY with acquire. */
     _Atomic uint32_t state;
     _Atomic uint32_t generation;
+    uint64_t magic;
+    uint32_t layout;
     int32_t host_pid;
-    uint32_t pad1;
+    uint64_t size;
     kv_options opt;                      /* process-local fields cleared */
     char value_dir[KV_PATH_MAX];         /* effective ValueDir */
 
@@ -200,6 +202,14 @@ void kv_log(kv_db *db, kv_log_level level, const char *fmt, ...)
 void kv_set_bg_error(kv_db *db, const kv_err *err);
 /* KV_OK, or the sticky error copied into err. */
 kv_status kv_check_bg_error(kv_db *db, kv_err *err);
+
+/* 0 once a background error is set: after a failed manifest write the
+ * file may or may not list a table, so no table file may be deleted until
+ * the next open sorts it out (it removes what the manifest does not list). */
+static inline int kv_may_delete_tables(kv_db *db)
+{
+    return atomic_load_explicit(&db->sh->bg_status, memory_order_acquire) == KV_OK;
+}
 
 /* Path of file id with suffix ("sst", "mem") in dir. */
 void kv_file_path(char *out, size_t cap, const char *dir, uint64_t id, const char *suffix);

@@ -71,7 +71,7 @@ kv_status kv_flush_memtable(kv_db *db, kv_memtable *mt, kv_err *err)
     if (st != KV_OK) {
         /* not installed: the table file is useless, the WAL still has it all */
         if (meta && atomic_load(&kv_tm_at(db, meta)->refs) == 0) {
-            db->env->remove(db->env, path, NULL);
+            if (kv_may_delete_tables(db)) db->env->remove(db->env, path, NULL);
             kv_tm_discard(db, meta);
         }
         kv_vedit_free(&e);

@@ -468,6 +468,11 @@ kv_status kv_apply_edit(kv_db *db, const kv_vedit *e, kv_err *err)
                    : append_record(db, &b, err);
         free(b.p);
         if (st != KV_OK) {
+            /* The record may be on disk in part or whole: stop all edits
+             * (sticky) before dropping the version, so its new tables are
+             * kept for the next open to judge. */
+            kv_err_prefix(err, "could not write the manifest");
+            kv_set_bg_error(db, err);
             kv_version_unref(db, kv_ver_at(db, nv));
             return st;
         }

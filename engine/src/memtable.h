@@ -31,6 +31,9 @@ typedef struct kv_memtable {
     uint32_t dir_synced;        /* the WAL's directory entry is durable; leader only */
     uint64_t id;                /* file id of its WAL (0 if none) */
     uint64_t wal_size;          /* bytes of WAL written; leader only */
+    uint64_t wal_synced;        /* bytes of WAL known durable; leader only */
+    _Atomic uint32_t wal_durable; /* immutable and its whole WAL is synced */
+    uint32_t pad2;
     _Atomic uint64_t max_version;
     _Atomic uint64_t min_version;
 } kv_memtable;

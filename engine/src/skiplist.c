@@ -208,21 +208,27 @@ void kv_sl_iter_init(kv_sl_iter *it, const kv_sl *sl)
     it->node = 0;
 }
 
-/* Last node < key (or head) at level 0; *eq set if the next node == key. */
-static uint32_t find_less(const kv_sl *sl, const uint8_t *key, size_t n, int or_equal)
+/* Last node < key (<= key with or_equal), or the head.  *succ (if not
+ * NULL) gets the level-0 successor observed during the walk: the first node
+ * beyond that, as of the moment it was compared.  It must not be re-read
+ * from the node afterwards, since the writer may have linked a smaller
+ * node behind it meanwhile. */
+static uint32_t find_less(const kv_sl *sl, const uint8_t *key, size_t n, int or_equal,
+                          uint32_t *succ)
 {
-    uint32_t x = sl->head;
+    uint32_t x = sl->head, nx = 0;
     int level = (int)atomic_load_explicit(&((kv_sl *)sl)->height, memory_order_acquire) - 1;
     for (; level >= 0; level--) {
         for (;;) {
-            uint32_t nx = next_of(sl, x, level);
             int c;
+            nx = next_of(sl, x, level);
             if (!nx) break;
             c = cmp_node(sl, nx, key, n);
             if (c < 0 || (or_equal && c == 0)) x = nx;
             else break;
         }
     }
+    if (succ) *succ = nx;
     return x;
 }
 
@@ -245,13 +251,12 @@ void kv_sl_iter_last(kv_sl_iter *it)
 
 void kv_sl_iter_seek(kv_sl_iter *it, const uint8_t *key, size_t n)
 {
-    uint32_t x = find_less(it->sl, key, n, 0);
-    it->node = next_of(it->sl, x, 0);
+    find_less(it->sl, key, n, 0, &it->node);
 }
 
 void kv_sl_iter_seek_for_prev(kv_sl_iter *it, const uint8_t *key, size_t n)
 {
-    uint32_t x = find_less(it->sl, key, n, 1);
+    uint32_t x = find_less(it->sl, key, n, 1, NULL);
     it->node = x == it->sl->head ? 0 : x;
 }
 
@@ -266,7 +271,7 @@ void kv_sl_iter_prev(kv_sl_iter *it)
     uint32_t p;
     if (!it->node) return;
     x = node_at(it->sl, it->node);
-    p = find_less(it->sl, bytes_at(it->sl, x->key_off), x->key_len, 0);
+    p = find_less(it->sl, bytes_at(it->sl, x->key_off), x->key_len, 0, NULL);
     it->node = p == it->sl->head ? 0 : p;
 }
 

@@ -154,10 +154,10 @@ void kv_tcache_sweep(kv_db *db, const kv_version *v)
     uint64_t epoch = atomic_load(&db->sh->vset.deletion_epoch);
     kv_table_handle *dead = NULL;
 
-    if (epoch == tc->seen_epoch) return;
+    if (epoch == atomic_load_explicit(&tc->seen_epoch, memory_order_relaxed)) return;
     pthread_mutex_lock(&tc->mu);
-    if (epoch != tc->seen_epoch) {
-        tc->seen_epoch = epoch;
+    if (epoch != atomic_load_explicit(&tc->seen_epoch, memory_order_relaxed)) {
+        atomic_store_explicit(&tc->seen_epoch, epoch, memory_order_relaxed);
         for (size_t i = 0; i < tc->nbuckets; i++) {
             kv_table_handle **pp = &tc->buckets[i];
             while (*pp) {

@@ -35,7 +35,7 @@ typedef struct kv_tcache {
     pthread_mutex_t mu;
     kv_table_handle **buckets;
     size_t nbuckets, count;
-    uint64_t seen_epoch;
+    _Atomic uint64_t seen_epoch;  /* deletion epoch of the last sweep */
 } kv_tcache;
 
 struct kv_db;

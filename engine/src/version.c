@@ -188,7 +188,7 @@ static void table_unref(kv_db *db, uint64_t off)
     if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1) return;
     /* No version lists it: no reader in any process can reach it. */
     kv_file_path(path, sizeof path, db->dir, t->id, "sst");
-    if (db->env->remove(db->env, path, &err) != KV_OK)
+    if (kv_may_delete_tables(db) && db->env->remove(db->env, path, &err) != KV_OK)
         kv_log(db, KV_LOG_WARNING, "could not remove obsolete table: %s", err.msg);
     atomic_fetch_add(&db->sh->vset.deletion_epoch, 1);
     kv_heap_free_db(db, off);
@@ -209,8 +209,10 @@ kv_status kv_version_install(kv_db *db, uint64_t off, const kv_vedit *e, kv_err 
     kv_status st;
     uint32_t i;
 
-    sh->vset.current = off;
+    /* current is written under both vset.mu and db_mu, so readers may hold
+     * either (views are built under db_mu) */
     kv_mutex_lock(&sh->db_mu);
+    sh->vset.current = off;
     if (flushed) { /* take it off the immutable list (it is the oldest) */
         for (i = 0; i < sh->n_imm && sh->imm[i] != flushed; i++) {}
         if (i < sh->n_imm) {
@@ -226,11 +228,9 @@ kv_status kv_version_install(kv_db *db, uint64_t off, const kv_vedit *e, kv_err 
         kv_cond_broadcast(&sh->flushed_cv);
         kv_cond_broadcast(&sh->mem_cv);
     }
+    if (st != KV_OK) sh->vset.current = old;
     kv_mutex_unlock(&sh->db_mu);
-    if (st != KV_OK) {
-        sh->vset.current = old;
-        return st;
-    }
+    if (st != KV_OK) return st;
     kv_view_unpin(db, old_view);
     if (flushed) kv_mt_unref(db, kv_mt_at(db, flushed)); /* the list's reference */
     if (old) kv_version_unref(db, kv_ver_at(db, old));

@@ -131,6 +131,8 @@ static kv_status rotate_to(kv_db *db, uint64_t id, kv_err *err)
     }
     old = kv_mt_at(db, sh->mem);
     if (old) {
+        if (old->wal_synced == old->wal_size && old->dir_synced)
+            atomic_store(&old->wal_durable, 1);
         atomic_fetch_or(&old->flags, KV_MT_IMMUTABLE);
         sh->imm[sh->n_imm++] = sh->mem; /* the list takes over the reference */
     }
@@ -165,6 +167,44 @@ kv_status kv_writer_rotate(kv_db *db, kv_err *err)
     kv_memtable *mt = kv_mt_at(db, db->sh->mem);
     if (mt && kv_sl_empty(kv_mt_sl(db, mt))) return KV_OK;
     return rotate(db, err);
+}
+
+/* A synced write makes every earlier write durable (prefix durability),
+ * including those still only in the WALs of immutable memtables that were
+ * rotated out without a sync.  Syncs those WALs once.  Leader only. */
+static kv_status sync_older_wals(kv_db *db, kv_err *err)
+{
+    kv_shared *sh = db->sh;
+    kv_memtable *todo[KV_MAX_MEMTABLES];
+    uint32_t n = 0;
+    kv_status st = KV_OK;
+
+    kv_mutex_lock(&sh->db_mu);
+    for (uint32_t i = 0; i < sh->n_imm; i++) {
+        kv_memtable *mt = kv_mt_at(db, sh->imm[i]);
+        if (!atomic_load(&mt->wal_durable) && mt->id) {
+            kv_mt_ref(mt);
+            todo[n++] = mt;
+        }
+    }
+    kv_mutex_unlock(&sh->db_mu);
+    for (uint32_t i = 0; i < n; i++) {
+        char path[KV_PATH_MAX + 32];
+        kv_file *f;
+        kv_status s2;
+        kv_file_path(path, sizeof path, db->dir, todo[i]->id, "mem");
+        s2 = db->env->open(db->env, path, KV_O_RDWR, &f, st == KV_OK ? err : NULL);
+        if (s2 == KV_NOT_FOUND) s2 = KV_OK; /* flushed meanwhile: its table is durable */
+        else if (s2 == KV_OK) {
+            s2 = db->env->sync(f, st == KV_OK ? err : NULL);
+            db->env->close(f);
+            if (s2 == KV_OK) atomic_store(&todo[i]->wal_durable, 1);
+        }
+        if (st == KV_OK) st = s2;
+        kv_mt_unref(db, todo[i]);
+    }
+    if (st == KV_OK && n) st = db->env->sync_dir(db->env, db->dir, err);
+    return st;
 }
 
 /* ---- the leader's round ---- */
@@ -205,7 +245,9 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
             mt->wal_size += bytes;
             KV_STAT_ADD(db, bytes_written, bytes);
             if (any_sync) {
-                st = db->env->sync(f, err);
+                st = sync_older_wals(db, err);
+                if (st == KV_OK) st = db->env->sync(f, err);
+                if (st == KV_OK) mt->wal_synced = mt->wal_size;
                 KV_STAT_ADD(db, syncs, 1);
                 /* a new WAL's name must be durable too before we acknowledge */
                 if (st == KV_OK && !mt->dir_synced) {

@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <ftw.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -34,17 +35,20 @@ void tu_rmdir(const char *path)
     if (path && !getenv("KV_TEST_KEEP")) nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static uint64_t the_seed;
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+
+static void seed_init(void)
+{
+    const char *s = getenv("KV_TEST_SEED");
+    the_seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+    fprintf(stderr, "# KV_TEST_SEED=%llu\n", (unsigned long long)the_seed);
+}
+
 uint64_t tu_seed(void)
 {
-    static uint64_t seed;
-    static int done;
-    if (!done) {
-        const char *s = getenv("KV_TEST_SEED");
-        seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-        fprintf(stderr, "# KV_TEST_SEED=%llu\n", (unsigned long long)seed);
-        done = 1;
-    }
-    return seed;
+    pthread_once(&seed_once, seed_init);
+    return the_seed;
 }
 
 void tu_rng_init(tu_rng *r, uint64_t seed)
