@@ -60,6 +60,7 @@ static int grow(kv_batch *b, size_t need)
 {
     size_t cap = b->cap;
     uint8_t *p;
+    if (need > SIZE_MAX / 4 - b->len) return -1;
     if (b->len + need <= cap) return 0;
     while (cap < b->len + need) cap = cap * 2;
     p = realloc(b->buf, cap);
@@ -80,7 +81,7 @@ kv_status kv_batch_add(kv_batch *b, const void *key, size_t klen, uint8_t meta,
     if (klen > KV_MAX_KEY_SIZE)
         return kv_seterr(err, KV_TOO_BIG, 0, "key of %zu bytes exceeds the limit of %d bytes",
                          klen, KV_MAX_KEY_SIZE);
-    if ((int64_t)vlen > KV_MAX_VALUE_SIZE)
+    if ((uint64_t)vlen > (uint64_t)KV_MAX_VALUE_SIZE)
         return kv_seterr(err, KV_TOO_BIG, 0, "value of %zu bytes exceeds the limit of %lld bytes",
                          vlen, (long long)KV_MAX_VALUE_SIZE);
     if (vlen && !val) return kv_seterr(err, KV_INVALID, 0, "value pointer is NULL");

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,12 @@ typedef struct ftrack {
     char *path;
     uint64_t size, synced;
     int created_unsynced; /* created and directory not synced since */
+    /* renamed here and the directory not synced since: where it came from
+     * (and whether that name was durable), and the durable file the rename
+     * replaced, kept aside until the directory is synced */
+    char *orig;
+    int orig_durable;
+    char *backup;
     struct ftrack *next;
 } ftrack;
 
@@ -48,14 +55,21 @@ static ftrack *track(fault_env *e, const char *path, int create)
     return t;
 }
 
+static void ftrack_free(ftrack *t)
+{
+    free(t->path);
+    free(t->orig);
+    free(t->backup);
+    free(t);
+}
+
 static void untrack(fault_env *e, const char *path)
 {
     for (ftrack **pp = &e->files; *pp; pp = &(*pp)->next)
         if (!strcmp((*pp)->path, path)) {
             ftrack *t = *pp;
             *pp = t->next;
-            free(t->path);
-            free(t);
+            ftrack_free(t);
             return;
         }
 }
@@ -243,25 +257,58 @@ static kv_status fe_rename(kv_env *env, const char *from, const char *to, kv_err
 {
     fault_env *e = (fault_env *)env;
     kv_status st;
+    ftrack *t, *old;
+    char *backup = NULL;
     int fail = check(e, KV_FAULT_WRITE, to);
     if (fail)
         return kv_seterr(err, kv_status_from_errno(fail), fail,
                          "could not rename \"%s\" (injected)", from);
-    st = e->inner->rename(e->inner, from, to, err);
-    if (st == KV_OK) {
-        pthread_mutex_lock(&e->mu);
-        untrack(e, to);
-        {
-            ftrack *t = track(e, from, 0);
-            if (t) {
-                free(t->path);
-                t->path = strdup(to);
-                t->created_unsynced = 1; /* the new name is durable only after sync_dir */
-            }
+    pthread_mutex_lock(&e->mu);
+    /* A durable file being replaced must survive a crash before the
+     * directory is synced: keep it aside until then. */
+    old = track(e, to, 0);
+    if (strcmp(from, to) && e->inner->exists(e->inner, to) && !(old && old->created_unsynced)) {
+        size_t n = strlen(to) + 32;
+        static unsigned long seq;
+        backup = malloc(n);
+        snprintf(backup, n, "%s.fault-backup-%lu", to, ++seq);
+        if (e->inner->rename(e->inner, to, backup, err) != KV_OK) {
+            pthread_mutex_unlock(&e->mu);
+            free(backup);
+            return err ? err->code : KV_IO;
         }
-        pthread_mutex_unlock(&e->mu);
     }
-    return st;
+    st = e->inner->rename(e->inner, from, to, err);
+    if (st != KV_OK) {
+        if (backup) e->inner->rename(e->inner, backup, to, NULL);
+        pthread_mutex_unlock(&e->mu);
+        free(backup);
+        return st;
+    }
+    if (strcmp(from, to)) {
+        char *old_backup = old ? old->backup : NULL;
+        if (old) old->backup = NULL;
+        untrack(e, to);
+        t = track(e, from, 1);
+        free(t->path);
+        t->path = strdup(to);
+        if (!t->orig) {
+            t->orig = strdup(from);
+            t->orig_durable = !t->created_unsynced;
+        }
+        t->created_unsynced = 1; /* the new name is durable only after sync_dir */
+        if (backup) {
+            free(t->backup);
+            t->backup = backup;
+            if (old_backup) {
+                e->inner->remove(e->inner, old_backup, NULL);
+                free(old_backup);
+            }
+        } else
+            t->backup = old_backup;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return KV_OK;
 }
 
 static kv_status fe_mkdirs(kv_env *env, const char *path, kv_err *err)
@@ -283,8 +330,13 @@ static kv_status fe_sync_dir(kv_env *env, const char *path, kv_err *err)
     if (st != KV_OK) return st;
     pthread_mutex_lock(&e->mu);
     for (ftrack *t = e->files; t; t = t->next)
-        if (!strncmp(t->path, path, n) && t->path[n] == '/' && !strchr(t->path + n + 1, '/'))
+        if (!strncmp(t->path, path, n) && t->path[n] == '/' && !strchr(t->path + n + 1, '/')) {
             t->created_unsynced = 0;
+            if (t->backup) e->inner->remove(e->inner, t->backup, NULL);
+            free(t->backup);
+            free(t->orig);
+            t->backup = t->orig = NULL;
+        }
     pthread_mutex_unlock(&e->mu);
     return KV_OK;
 }
@@ -354,8 +406,7 @@ void kv_env_fault_free(kv_env *env)
     if (!e) return;
     for (t = e->files; t; t = n) {
         n = t->next;
-        free(t->path);
-        free(t);
+        ftrack_free(t);
     }
     for (int i = 0; i < KV_FAULT_NOPS; i++) free(e->substr[i]);
     pthread_mutex_destroy(&e->mu);
@@ -397,6 +448,33 @@ kv_status kv_env_fault_drop_unsynced(kv_env *env, kv_err *err)
     kv_status st = KV_OK;
     ftrack *t, *next;
     pthread_mutex_lock(&e->mu);
+    /* Undo renames whose directory entry never became durable: the file
+     * is back under its old name if that name was durable (else it is
+     * gone), and a durable file the rename replaced is back under its
+     * name.  Untracked files count as fully durable. */
+    for (t = e->files; t && st == KV_OK; t = next) {
+        char *target;
+        next = t->next;
+        if (!t->orig) continue;
+        target = t->path;
+        if (t->orig_durable) {
+            st = e->inner->rename(e->inner, target, t->orig, err);
+            t->path = t->orig;
+            t->created_unsynced = 0;
+        } else {
+            st = e->inner->remove(e->inner, target, err);
+            t->created_unsynced = 0;
+            t->size = t->synced = 0;
+            t->path = strdup(""); /* target is freed below */
+            free(t->orig);
+        }
+        t->orig = NULL;
+        if (st == KV_OK && t->backup) st = e->inner->rename(e->inner, t->backup, target, err);
+        free(t->backup);
+        t->backup = NULL;
+        free(target);
+    }
+    untrack(e, ""); /* renamed files that never had a durable name */
     for (t = e->files; t && st == KV_OK; t = next) {
         next = t->next;
         if (t->created_unsynced) {

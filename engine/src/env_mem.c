@@ -134,8 +134,9 @@ static kv_status me_pwritev(kv_file *kf, const struct iovec *iov, int iovcnt, ui
     mem_env *e = (mem_env *)kf->env;
     mem_node *n = f->node;
     uint64_t total = 0, end;
-    pthread_mutex_lock(&e->mu);
     for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
+    if (total == 0) return KV_OK; /* as pwrite: nothing written, size unchanged */
+    pthread_mutex_lock(&e->mu);
     end = off + total;
     if (end > n->cap) {
         uint64_t cap = n->cap ? n->cap : 4096;
@@ -255,6 +256,10 @@ static kv_status me_rename(kv_env *env, const char *from, const char *to, kv_err
         return kv_seterr(err, KV_IO, ENOENT, "could not rename \"%s\"", from);
     }
     old = find(e, to);
+    if (old == n) { /* rename(a, a) is a no-op */
+        pthread_mutex_unlock(&e->mu);
+        return KV_OK;
+    }
     if (old) {
         old->linked = 0;
         node_unref(e, old);

@@ -287,8 +287,15 @@ static kv_status px_lock(kv_env *env, const char *path, int exclusive, kv_file *
 
 static void px_unlock(kv_file *lock)
 {
+    int fd;
     if (!lock) return;
-    flock(((posix_file *)lock)->fd, LOCK_UN);
+    fd = ((posix_file *)lock)->fd;
+    /* an exclusive holder wrote its pid; take it out so a later conflict
+     * does not name a process that is gone (shared holders never wrote) */
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && ftruncate(fd, 0) != 0) {
+        /* best effort: a stale pid only makes a message less precise */
+    }
+    flock(fd, LOCK_UN);
     px_close(lock);
 }
 

@@ -2,7 +2,7 @@
  * manifest.c - MANIFEST encoding, replay, append and rewrite (see
  * manifest.h).
  *
- * Record: u32 payload length | u32 checksum32(payload) | payload
+ * Record: a frame (frame.h) around the payload
  * Payload: u8 type (1 = edit) | u64 next_file_id | u64 max_version |
  *          u32 change count | changes
  * Change:  u8 op (1 create, 2 delete) | u8 level | u64 table id, and for
@@ -19,6 +19,7 @@
 #include "coding.h"
 #include "db.h"
 #include "err.h"
+#include "frame.h"
 #include "hash.h"
 #include "ikey.h"
 
@@ -109,6 +110,7 @@ static void put_create(mbuf *b, int level, const kv_table_meta *t)
 /* Starts a record: reserves the header, writes the payload head. */
 static void rec_begin(mbuf *b, uint64_t next_file_id, uint64_t max_version, uint32_t n)
 {
+    mb_u32(b, 0); /* frame header, sealed by rec_end */
     mb_u32(b, 0);
     mb_u32(b, 0);
     mb_u8(b, REC_EDIT);
@@ -119,10 +121,8 @@ static void rec_begin(mbuf *b, uint64_t next_file_id, uint64_t max_version, uint
 
 static void rec_end(mbuf *b, size_t start)
 {
-    size_t n = b->n - start - 8;
     if (b->oom) return;
-    kv_put_u32(b->p + start, (uint32_t)n);
-    kv_put_u32(b->p + start + 4, kv_checksum32(b->p + start + 8, n));
+    kv_frame_seal(b->p + start, b->n - start - KV_FRAME_HDR);
 }
 
 /* ---- parsing ---- */
@@ -291,25 +291,23 @@ kv_status kv_manifest_parse(const uint8_t *data, size_t n, const char *path, kv_
                          "manifest \"%s\": unsupported format version %u at offset 4", path,
                          kv_get_u32(data + 4));
     s->valid_end = off;
-    while (off < n) {
-        uint32_t len;
-        if (n - off < 8) break; /* torn header */
-        len = kv_get_u32(data + off);
-        if ((uint64_t)len > n - off - 8) break; /* torn payload */
-        if (kv_checksum32(data + off + 8, len) != kv_get_u32(data + off + 4)) {
-            if (off + 8 + len == n) break; /* last record never completed */
+    for (;;) {
+        size_t len = 0;
+        kv_frame_result r = kv_frame_next(data, n, off, &len);
+        if (r == KV_FRAME_END || r == KV_FRAME_TORN) break;
+        if (r == KV_FRAME_CORRUPT) {
             kv_mf_state_free(s);
             return kv_seterr(err, KV_CORRUPTION, 0,
-                             "manifest \"%s\": bad record checksum at offset %zu", path, off);
+                             "manifest \"%s\": damaged record at offset %zu", path, off);
         }
         {
-            kv_status st = apply_payload(data + off + 8, len, off, path, s, err);
+            kv_status st = apply_payload(data + off + KV_FRAME_HDR, len, off, path, s, err);
             if (st != KV_OK) {
                 kv_mf_state_free(s);
                 return st;
             }
         }
-        off += 8 + (size_t)len;
+        off += KV_FRAME_HDR + len;
         s->valid_end = off;
     }
     return KV_OK;

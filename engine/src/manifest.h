@@ -1,7 +1,7 @@
 /*
  * manifest.h - the MANIFEST file: which tables exist at which level.
  *
- * Append-only, checksummed records, each a version edit (tables created
+ * Append-only, checksummed records (frames, frame.h), each a version edit (tables created
  * with their level, key range and counts; tables deleted; the next file id
  * and newest stored version).  Replaying the records in order gives the
  * current version; a torn last record (crash mid-append) is cut off.  When

@@ -192,7 +192,8 @@ int kv_mt_get(kv_db *db, const kv_memtable *mt, const uint8_t *ukey, size_t n,
     kv_sl_iter_seek(&it, seek, n + KV_TS_SIZE);
     if (kv_sl_iter_valid(&it)) {
         k = kv_sl_iter_key(&it, &kl);
-        if (kl == n + KV_TS_SIZE && memcmp(k, ukey, n) == 0) {
+        if (kl == n + KV_TS_SIZE && memcmp(k, ukey, n) == 0 &&
+            kv_ikey_version(k, kl) <= read_version) {
             v = kv_sl_iter_value(&it, &vl);
             if (kv_vstruct_decode(v, vl, vs) == 0) {
                 *version = kv_ikey_version(k, kl);

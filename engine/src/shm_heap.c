@@ -79,8 +79,10 @@ static void set_next_prev_free(kv_heap *h, char *base, uint64_t off, uint64_t si
 
 void kv_heap_init(kv_heap *h, char *base, uint64_t start, uint64_t size)
 {
-    uint64_t s = (start + 15) & ~(uint64_t)15;
+    /* offset 0 means "none" in the free lists: the heap never starts there */
+    uint64_t s = ((start < 16 ? 16 : start) + 15) & ~(uint64_t)15;
     uint64_t e = (start + size) & ~(uint64_t)15;
+    if (e < s) e = s;
     memset(&h->bins, 0, sizeof h->bins);
     h->start = s;
     h->end = e;
@@ -90,15 +92,24 @@ void kv_heap_init(kv_heap *h, char *base, uint64_t start, uint64_t size)
         C(base, s)->head = e - s;
         set_footer(base, s, e - s);
         list_push(h, base, s);
-    }
+    } else
+        h->end = h->start; /* too small for one chunk: an empty heap */
 }
 
 uint64_t kv_heap_alloc(kv_heap *h, char *base, size_t n)
 {
-    uint64_t need = ((uint64_t)n + HDR + 15) & SIZE_MASK, found = 0;
+    uint64_t need, found = 0;
     int k;
-    if (need < MIN_CHUNK) need = MIN_CHUNK;
     kv_mutex_lock(&h->mu);
+    if ((uint64_t)n > h->end - h->start) {
+        h->failures++;
+        kv_mutex_unlock(&h->mu);
+        return 0;
+    }
+    need = ((uint64_t)n + HDR + 15) & SIZE_MASK;
+    if (need < MIN_CHUNK) need = MIN_CHUNK;
+    /* a short first-fit scan of the request's own class, then any chunk of
+     * a larger class (all fit), then the whole own class as a last resort */
     for (k = size_class(need); k < KV_HEAP_CLASSES && !found; k++) {
         uint64_t off = h->bins[k];
         int scanned = 0;
@@ -108,6 +119,12 @@ uint64_t kv_heap_alloc(kv_heap *h, char *base, size_t n)
                 break;
             }
     }
+    if (!found)
+        for (uint64_t off = h->bins[size_class(need)]; off; off = C(base, off)->next)
+            if (csize(C(base, off)) >= need) {
+                found = off;
+                break;
+            }
     if (!found) {
         h->failures++;
         kv_mutex_unlock(&h->mu);

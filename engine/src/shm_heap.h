@@ -28,7 +28,7 @@ typedef struct kv_heap {
     kv_mutex mu;
     uint64_t start, end;               /* region offsets of the chunk area */
     uint64_t bins[KV_HEAP_CLASSES];    /* free-list heads (region offsets) */
-    uint64_t used_bytes, peak_bytes;   /* payload bytes allocated */
+    uint64_t used_bytes, peak_bytes;   /* bytes of allocated chunks (headers included) */
     uint64_t allocs, frees, failures;
 } kv_heap;
 

@@ -8,14 +8,13 @@
 
 #include "coding.h"
 #include "err.h"
+#include "frame.h"
 #include "hash.h"
 
 void kv_wal_seal(uint8_t *rec, size_t rec_len, uint64_t version)
 {
-    size_t n = rec_len - KV_WAL_REC_HDR;
     kv_put_u64(rec + KV_WAL_REC_HDR, version);
-    kv_put_u32(rec, (uint32_t)n);
-    kv_put_u32(rec + 4, kv_checksum32(rec + KV_WAL_REC_HDR, n));
+    kv_frame_seal(rec, rec_len - KV_WAL_REC_HDR);
 }
 
 int kv_wal_payload_open(const uint8_t *payload, size_t n, uint64_t *version, uint32_t *count,
@@ -59,11 +58,8 @@ void kv_wal_file_header(uint8_t *hdr, uint64_t file_id)
 
 long kv_wal_check_record(const uint8_t *buf, size_t n)
 {
-    uint32_t len;
-    if (n < KV_WAL_REC_HDR) return -1;
-    len = kv_get_u32(buf);
-    if (len < KV_WAL_PAYLOAD_HDR || len > n - KV_WAL_REC_HDR) return -1;
-    if (kv_checksum32(buf + KV_WAL_REC_HDR, len) != kv_get_u32(buf + 4)) return -1;
+    size_t len;
+    if (kv_frame_next(buf, n, 0, &len) != KV_FRAME_OK || len < KV_WAL_PAYLOAD_HDR) return -1;
     return (long)len;
 }
 
@@ -90,29 +86,23 @@ kv_status kv_wal_replay(kv_env *env, const char *path, uint64_t expect_id, kv_wa
     }
     off = KV_WAL_HEADER_SIZE;
     *valid_end = off;
-    while (off < size) {
-        long len = kv_wal_check_record(data + off, size - off);
-        if (len < 0) {
-            /* Torn tail if the bad record reaches the end of the file (a
-             * write cut short) or the rest is zeros; corruption otherwise. */
-            uint32_t claimed = size - off >= 4 ? kv_get_u32(data + off) : 0;
-            int rest_zero = 1;
-            for (size_t i = off; i < size && rest_zero; i++) rest_zero = data[i] == 0;
-            if (rest_zero || size - off < KV_WAL_REC_HDR ||
-                (uint64_t)off + KV_WAL_REC_HDR + claimed >= size)
-                break;
+    for (;;) {
+        size_t len = 0;
+        kv_frame_result r = kv_frame_next(data, size, off, &len);
+        if (r == KV_FRAME_OK && len < KV_WAL_PAYLOAD_HDR) r = KV_FRAME_CORRUPT;
+        if (r == KV_FRAME_END || r == KV_FRAME_TORN) break;
+        if (r == KV_FRAME_CORRUPT) {
             free(data);
             return kv_seterr(err, KV_CORRUPTION, 0,
-                             "WAL file \"%s\": bad record checksum at offset %zu (%zu bytes "
-                             "follow)",
+                             "WAL file \"%s\": damaged record at offset %zu (%zu bytes follow)",
                              path, off, size - off);
         }
-        st = fn(ctx, data + off + KV_WAL_REC_HDR, (size_t)len, off, err);
+        st = fn(ctx, data + off + KV_WAL_REC_HDR, len, off, err);
         if (st != KV_OK) {
             free(data);
             return st;
         }
-        off += KV_WAL_REC_HDR + (size_t)len;
+        off += KV_WAL_REC_HDR + len;
         *valid_end = off;
     }
     free(data);

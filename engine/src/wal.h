@@ -4,8 +4,8 @@
  *
  * File:   header (16 bytes: u32 magic "KVWL", u32 format version, u64 file
  *         id), then records.
- * Record: u32 payload length | u32 checksum | payload, where checksum is
- *         kv_checksum32 of the payload.
+ * Record: a frame (frame.h: length, length check, payload checksum) whose
+ *         payload is one batch.
  * Payload (one batch = one commit version):
  *         u64 version | u32 entry count | u8 flags | entries
  * Entry:  uvarint key length | key | uvarint value-struct length |
@@ -27,7 +27,7 @@
 #define KV_WAL_MAGIC 0x4C57564Bu /* "KVWL" little-endian */
 #define KV_WAL_VERSION 1u
 #define KV_WAL_HEADER_SIZE 16u
-#define KV_WAL_REC_HDR 8u                  /* length + checksum */
+#define KV_WAL_REC_HDR 12u                 /* frame header (frame.h) */
 #define KV_WAL_PAYLOAD_HDR 13u             /* version + count + flags */
 #define KV_WAL_MAX_RECORD (1ull << 32) - 1 /* payload length is a u32 */
 
@@ -61,16 +61,17 @@ int kv_wal_next_entry(kv_wal_cursor *cur, kv_wal_entry *e);
 void kv_wal_file_header(uint8_t *hdr, uint64_t file_id);
 
 /* Replays a WAL file: calls fn for each valid record payload in order.
- * A torn tail (short or bad record that runs to the end of the file) ends
- * the replay and *valid_end is where it started; a bad record followed by
- * more data is KV_CORRUPTION.  fn may return non-OK to stop. */
+ * A torn tail (frame.h) ends the replay and *valid_end is where it
+ * started; damage followed by more data is KV_CORRUPTION naming the file
+ * and offset.  fn may return non-OK to stop. */
 typedef kv_status (*kv_wal_record_fn)(void *ctx, const uint8_t *payload, size_t n,
                                       uint64_t offset, kv_err *err);
 kv_status kv_wal_replay(kv_env *env, const char *path, uint64_t expect_id, kv_wal_record_fn fn,
                         void *ctx, uint64_t *valid_end, kv_err *err);
 
 /* Validates one framed record at buf[0..n): returns the payload length or
- * -1 if invalid/truncated (fuzzing, tools). */
+ * -1 if invalid/truncated (fuzzing, tools).  The payload must also hold a
+ * batch header. */
 long kv_wal_check_record(const uint8_t *buf, size_t n);
 
 #endif

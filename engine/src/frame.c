@@ -1,0 +1,50 @@
+/*
+ * frame.c - record framing and torn-tail classification (see frame.h).
+ */
+#include "frame.h"
+
+#include "coding.h"
+#include "hash.h"
+
+static uint32_t len_check(const uint8_t *len_bytes)
+{
+    return kv_checksum32(len_bytes, 4) ^ 0x6b767370u; /* "kvsp": never 0 for length 0 */
+}
+
+void kv_frame_seal(uint8_t *frame, size_t payload_len)
+{
+    kv_put_u32(frame, (uint32_t)payload_len);
+    kv_put_u32(frame + 4, len_check(frame));
+    kv_put_u32(frame + 8, kv_checksum32(frame + KV_FRAME_HDR, payload_len));
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return 0;
+    return 1;
+}
+
+kv_frame_result kv_frame_next(const uint8_t *data, size_t size, size_t off,
+                              size_t *payload_len)
+{
+    size_t left = size - off;
+    uint32_t len;
+    if (off >= size) return KV_FRAME_END;
+    if (all_zero(data + off, left < KV_FRAME_HDR ? left : KV_FRAME_HDR) &&
+        all_zero(data + off, left))
+        return KV_FRAME_END;
+    if (left < KV_FRAME_HDR) return KV_FRAME_TORN;
+    len = kv_get_u32(data + off);
+    if (kv_get_u32(data + off + 4) != len_check(data + off)) {
+        /* a header torn mid-write leaves zeros (or nothing) behind it */
+        return all_zero(data + off + 8, left - 8) ? KV_FRAME_TORN : KV_FRAME_CORRUPT;
+    }
+    if ((uint64_t)len > left - KV_FRAME_HDR) return KV_FRAME_TORN;
+    if (kv_checksum32(data + off + KV_FRAME_HDR, len) != kv_get_u32(data + off + 8)) {
+        size_t end = off + KV_FRAME_HDR + len;
+        return all_zero(data + end, size - end) ? KV_FRAME_TORN : KV_FRAME_CORRUPT;
+    }
+    *payload_len = len;
+    return KV_FRAME_OK;
+}
