@@ -38,6 +38,7 @@ typedef struct cjob {
     uint8_t *lo, *hi;          /* user-key range of all inputs */
     size_t lon, hin;
     int trivial;
+    int rewrite;               /* never move: rewrite to drop dead versions (flatten) */
     uint64_t file_size;
     kv_version *v;             /* pinned version the job was picked from */
 } cjob;
@@ -575,7 +576,7 @@ static kv_status run_job(kv_db *db, cjob *j, kv_err *err)
 
     kv_vedit_init(&e);
     memset(&out, 0, sizeof out);
-    if (j->n_to == 0 && j->n_from == 1) j->trivial = 1; /* nothing to merge with: move it */
+    if (j->n_to == 0 && j->n_from == 1 && !j->rewrite) j->trivial = 1; /* nothing to merge: move it */
     for (uint32_t i = 0; i < j->n_from && st == KV_OK; i++)
         st = kv_vedit_delete(&e, j->from, kv_tm_at(db, j->in_from[i])->id, err);
     for (uint32_t i = 0; i < j->n_to && st == KV_OK; i++)
@@ -768,7 +769,10 @@ static cjob *pick_flatten(kv_db *db, int *nothing)
     }
     if (src == 0) j = pick_l0(db, t.base_level < deepest ? t.base_level : deepest);
     else j = pick_level(db, src);
-    if (j) j->file_size = t.file_size[j->to];
+    if (j) {
+        j->file_size = t.file_size[j->to];
+        j->rewrite = 1;
+    }
     return j;
 }
 
