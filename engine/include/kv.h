@@ -261,7 +261,12 @@ typedef struct kv_entry_meta {
  */
 typedef struct kv_batch kv_batch;
 
+/* A batch that places values for db: values of at least ValueThreshold
+ * bytes are framed for the value log as they are added (no copy later).
+ * kv_batch_new() batches work with any database; kv_write re-places their
+ * values once, in the caller's thread. */
 kv_batch *kv_batch_new(void);
+kv_batch *kv_batch_new_for(kv_db *db);
 void kv_batch_free(kv_batch *b);
 void kv_batch_clear(kv_batch *b);
 /* Copy key and value into the batch.  KV_INVALID for an empty key,
@@ -345,6 +350,28 @@ kv_status kv_flush(kv_db *db, kv_err *err);
  * for completion (Badger's Flatten). */
 kv_status kv_compact_all(kv_db *db, kv_err *err);
 
+/* Value-log GC (Badger's RunValueLogGC): rewrites the live entries of the
+ * value-log files with at least `discard_ratio` of dead bytes (up to 8 of
+ * them, the best first; the head file is sealed first if it qualifies),
+ * at new versions, through conditional writes that lose to any concurrent
+ * write of the same key; the files are deleted once no reader in any
+ * process can reach them.  KV_NO_REWRITE if no file qualified, KV_BUSY if
+ * another GC is running, KV_READ_ONLY, KV_INVALID for a ratio outside
+ * (0, 1).  Callable from any attached process. */
+kv_status kv_run_value_log_gc(kv_db *db, double discard_ratio, kv_err *err);
+
+typedef struct kv_vlog_info {
+    uint32_t fid;
+    int state;              /* 1 head, 2 sealed, 3 rewritten (deleted when unreachable) */
+    uint64_t size_bytes;
+    uint64_t entries;
+    uint64_t discard_bytes;
+    double discard_ratio;
+} kv_vlog_info;
+
+/* Fills up to max entries; returns the number of value-log files. */
+int kv_get_vlog_files(kv_db *db, kv_vlog_info *out, int max);
+
 /* Statistics. */
 typedef struct kv_level_info {
     int level;
@@ -383,6 +410,14 @@ typedef struct kv_stats {
     uint64_t block_cache_inserts;
     uint64_t block_cache_evictions;
     uint64_t bloom_useful;    /* table probes a bloom filter avoided */
+    uint64_t vlog_files;
+    uint64_t vlog_bytes;      /* bytes in value-log files */
+    uint64_t vlog_discard_bytes;
+    uint64_t vlog_value_reads;
+    uint64_t vlog_gc_runs;
+    uint64_t vlog_gc_rewritten_entries;
+    uint64_t vlog_gc_rewritten_bytes;
+    uint64_t vlog_gc_files_deleted;
     uint64_t live_memtables;
     uint64_t latest_version;
     int num_levels;

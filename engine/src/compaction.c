@@ -14,6 +14,7 @@
 #include "iter.h"
 #include "manifest.h"
 #include "sst.h"
+#include "vlog.h"
 
 #define MAX_CLAIMS 128
 
@@ -528,7 +529,13 @@ static kv_status run_merge(kv_db *db, cjob *j, outputs *out, uint64_t *read, uin
         }
         memcpy(last, key, kn);
         last_n = kn;
-        if (drop) continue;
+        if (drop) {
+            if (vs.meta & KV_META_VALUE_PTR) { /* its vlog bytes are dead now */
+                kv_vptr p;
+                if (kv_vptr_decode(vs.value, vs.value_len, &p) == 0) kv_vlog_discard(db, p.fid, p.len);
+            }
+            continue;
+        }
         /* switch output files only between user keys */
         if (b && !same_user && kv_sst_builder_size(b) >= j->file_size) {
             st = finish_output(db, &b, path, out, written, err);

@@ -191,6 +191,8 @@ static void format_region(kv_shared *sh, const kv_options *o, const layout *l, s
     kv_cond_init(&sh->wq.cv);
     kv_mutex_init(&sh->snaps.mu);
     kv_mutex_init(&sh->err_mu);
+    kv_mutex_init(&sh->vlog.mu);
+    kv_cond_init(&sh->vlog_cv);
 }
 
 /* ---- process handles ---- */
@@ -216,6 +218,7 @@ static kv_db *handle_new(kv_shared *sh, kv_env *env, kv_log_fn fn, void *ctx,
     snprintf(db->vdir, sizeof db->vdir, "%s",
              sh->opt.in_memory ? "/kvsep-in-memory" : sh->value_dir);
     pthread_mutex_init(&db->wal_mu, NULL);
+    kv_vcache_init(&db->vcache);
     kv_bcache_ops(db, &db->cache_ops);
     if (kv_tcache_init(&db->tcache, err) != KV_OK) {
         pthread_mutex_destroy(&db->wal_mu);
@@ -229,6 +232,7 @@ static void handle_free(kv_db *db)
 {
     kv_writer_close_wal(db);
     kv_tcache_destroy(db);
+    kv_vcache_destroy(db);
     pthread_mutex_destroy(&db->wal_mu);
     free(db);
 }
@@ -370,6 +374,49 @@ static kv_status retire_replay_memtable(kv_db *db, replay_ctx *rc, kv_err *err)
     return kv_flush_memtable(db, mt, err);
 }
 
+/* Every value pointer of a record must resolve: if one does not, the
+ * record's vlog entries never reached the disk - the end of the log,
+ * unless the record says they were synced (then it is corruption). */
+static kv_status check_pointers(kv_db *db, kv_wal_cursor cur, uint8_t flags, uint64_t off,
+                                kv_err *err)
+{
+    kv_wal_entry we;
+    int r;
+    while ((r = kv_wal_next_entry(&cur, &we)) == 1) {
+        kv_vstruct vs;
+        kv_vptr ptr;
+        kv_vlog_entry e;
+        kv_vhandle *h;
+        kv_err perr;
+        if (kv_vstruct_decode(we.vs, we.vslen, &vs) != 0 || !(vs.meta & KV_META_VALUE_PTR))
+            continue;
+        if (kv_vptr_decode(vs.value, vs.value_len, &ptr) != 0 ||
+            kv_vlog_read(db, &ptr, 1, &e, &h, &perr) != KV_OK) {
+            if (flags & KV_WAL_F_VLOG_SYNCED)
+                return kv_seterr(err, KV_CORRUPTION, 0,
+                                 "WAL record at offset %llu points to a damaged value-log entry: "
+                                 "%s",
+                                 (unsigned long long)off, perr.msg);
+            kv_log(db, KV_LOG_WARNING,
+                   "WAL record at offset %llu points to a value-log entry that never reached "
+                   "the disk; the log ends there (%s)",
+                   (unsigned long long)off, perr.msg);
+            return KV_NOT_FOUND;
+        }
+        if (e.klen != we.klen || memcmp(e.key, we.key, e.klen) != 0) {
+            kv_vlog_release(db, h);
+            return kv_seterr(err, KV_CORRUPTION, 0,
+                             "WAL record at offset %llu: value-log entry of file %u offset %llu "
+                             "belongs to another key",
+                             (unsigned long long)off, ptr.fid, (unsigned long long)ptr.offset);
+        }
+        kv_vlog_release(db, h);
+    }
+    return r < 0 ? kv_seterr(err, KV_CORRUPTION, 0, "malformed WAL record at offset %llu",
+                             (unsigned long long)off)
+                 : KV_OK;
+}
+
 static kv_status replay_record(void *ctx, const uint8_t *payload, size_t n, uint64_t off,
                                kv_err *err)
 {
@@ -380,10 +427,11 @@ static kv_status replay_record(void *ctx, const uint8_t *payload, size_t n, uint
     uint8_t flags;
     kv_wal_cursor cur;
     kv_status st;
-    (void)off;
     if (kv_wal_payload_open(payload, n, &version, &count, &flags, &cur) != 0)
         return kv_seterr(err, KV_CORRUPTION, 0, "malformed WAL record at offset %llu",
                          (unsigned long long)off);
+    st = check_pointers(db, cur, flags, off, err);
+    if (st != KV_OK) return st;
     if (kv_mt_used(db, rc->mt) + n * 2 + 4096 > db->sh->arena_size) {
         /* a memtable written with a larger MemTableSize: spill into more */
         uint64_t id = rc->mt->id;
@@ -401,6 +449,7 @@ static kv_status replay_record(void *ctx, const uint8_t *payload, size_t n, uint
 
 static kv_status replay_wals(kv_db *db, dir_scan *ds, uint64_t *max_version, kv_err *err)
 {
+    int ended = 0; /* a log ended early: later logs hold only unsynced writes */
     if (ds->n_mem) qsort(ds->mems, ds->n_mem, sizeof *ds->mems, cmp_u64);
     for (size_t i = 0; i < ds->n_mem; i++) {
         char path[KV_PATH_MAX + 32];
@@ -410,9 +459,26 @@ static kv_status replay_wals(kv_db *db, dir_scan *ds, uint64_t *max_version, kv_
         memset(&rc, 0, sizeof rc);
         rc.db = db;
         kv_file_path(path, sizeof path, db->dir, ds->mems[i], "mem");
+        if (ended) {
+            /* every write in it came after a write that was lost, and none
+             * was synced (a synced write syncs all earlier logs): dropping
+             * it keeps the recovered history a prefix */
+            kv_log(db, KV_LOG_WARNING, "dropping WAL \"%s\": it follows a log that ended early",
+                   path);
+            if (!db->opt->read_only) {
+                st = db->env->remove(db->env, path, err);
+                if (st != KV_OK) return st;
+            }
+            continue;
+        }
         st = new_replay_memtable(db, &rc, ds->mems[i], err);
-        if (st == KV_OK)
+        if (st == KV_OK) {
             st = kv_wal_replay(db->env, path, ds->mems[i], replay_record, &rc, &valid_end, err);
+            if (st == KV_NOT_FOUND) {
+                ended = 1;
+                st = KV_OK;
+            }
+        }
         if (st == KV_OK) {
             kv_log(db, KV_LOG_INFO, "replayed %llu records from \"%s\"",
                    (unsigned long long)rc.records, path);
@@ -459,6 +525,7 @@ static void unlock_dirs(kv_db *db)
 static void stop_threads(kv_db *db)
 {
     atomic_store(&db->sh->stopping, 1);
+    kv_vlog_gc_stop(db);
     kv_flush_stop(db);
     kv_compaction_stop(db);
 }
@@ -518,6 +585,8 @@ static kv_status recover(kv_db *db, kv_err *err)
         kv_mutex_unlock(&sh->db_mu);
         kv_view_unpin(db, old);
     }
+    if (st == KV_OK) st = kv_vlog_open(db, err);
+    if (st == KV_OK) st = kv_vlog_load_discard(db, err);
     if (st == KV_OK) st = replay_wals(db, &ds, &max_version, err);
     free(ds.ssts);
     free(ds.mems);
@@ -546,9 +615,11 @@ static kv_status recover(kv_db *db, kv_err *err)
         }
         kv_mutex_unlock(&sh->db_mu);
         kv_view_unpin(db, old);
+        if (st == KV_OK && !db->opt->in_memory) st = kv_vlog_start_head(db, err);
         if (st != KV_OK) return st;
         st = kv_flush_start(db, err);
         if (st == KV_OK) st = kv_compaction_start(db, err);
+        if (st == KV_OK) st = kv_vlog_gc_start(db, err);
     }
     return st;
 }
@@ -730,6 +801,11 @@ kv_status kv_close(kv_db *db, kv_err *err)
             st = kv_compact_l0(db, err);
     }
     stop_threads(db);
+    if (!db->opt->read_only && kv_check_bg_error(db, NULL) == KV_OK) {
+        kv_err verr;
+        kv_status vst = kv_vlog_close(db, st == KV_OK ? err : &verr);
+        if (st == KV_OK) st = vst;
+    }
     kv_compaction_free(db);
     kv_manifest_close(db);
     unlock_dirs(db);

@@ -24,6 +24,7 @@
 
 #include "block_cache.h"
 #include "env.h"
+#include "ikey.h"
 #include "kv.h"
 #include "memtable.h"
 #include "shm_heap.h"
@@ -32,6 +33,7 @@
 #include "table_cache.h"
 #include "version.h"
 #include "view.h"
+#include "vlog.h"
 #include "writer.h"
 
 #define KV_REGION_MAGIC 0x3147525045535643ULL /* "CVSEPRG1" */
@@ -106,6 +108,10 @@ typedef struct kv_shared {
     kv_wq wq;
     kv_bcache bcache;
     kv_snapreg snaps;
+    kv_vlog_shared vlog;
+    kv_cond vlog_cv;                     /* wakes the value-log GC thread */
+    uint64_t next_view_id;               /* views: ids and the list of live ones (db_mu) */
+    uint64_t views_head, views_tail;
 
     _Atomic uint64_t visible_version;    /* newest fully applied commit */
 
@@ -136,6 +142,7 @@ struct kv_db {
     char vdir[KV_PATH_MAX];
 
     kv_tcache tcache;                    /* this process's open tables */
+    kv_vcache vcache;                    /* this process's mapped value logs */
     kv_block_cache_ops cache_ops;
 
     /* this process's handle on the current WAL (used when it leads) */
@@ -151,6 +158,9 @@ struct kv_db {
     int flush_started;
     pthread_t compactors[64];
     int n_compactors;
+    pthread_t gc_thread;
+    int gc_started;
+    uint64_t discard_persisted;          /* discard_version last written to DISCARD */
     struct kv_compact_state *cstate;
 };
 
@@ -213,6 +223,12 @@ static inline int kv_may_delete_tables(kv_db *db)
 
 /* Path of file id with suffix ("sst", "mem") in dir. */
 void kv_file_path(char *out, size_t cap, const char *dir, uint64_t id, const char *suffix);
+
+/* The newest committed entry of key (tombstones included): its value
+ * struct (value bytes not kept; a value pointer copied to ptr) and
+ * version.  *found = 0 if the key never existed or was compacted away. */
+kv_status kv_lookup_newest(kv_db *db, const void *key, size_t klen, kv_vstruct *vs, uint8_t *ptr,
+                           uint64_t *version, int *found, kv_err *err);
 
 /* KV_CLOSED if the region is not usable (host gone, or it was reopened
  * since this process attached). */

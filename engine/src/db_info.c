@@ -85,6 +85,21 @@ void kv_get_stats(kv_db *db, kv_stats *st)
     st->block_cache_misses = atomic_load(&sh->bcache.misses);
     st->block_cache_inserts = atomic_load(&sh->bcache.inserts);
     st->block_cache_evictions = atomic_load(&sh->bcache.evictions);
+    st->vlog_value_reads = atomic_load(&sh->vlog.value_reads);
+    st->vlog_gc_runs = atomic_load(&sh->vlog.gc_runs);
+    st->vlog_gc_rewritten_entries = atomic_load(&sh->vlog.gc_rewritten_entries);
+    st->vlog_gc_rewritten_bytes = atomic_load(&sh->vlog.gc_rewritten_bytes);
+    st->vlog_gc_files_deleted = atomic_load(&sh->vlog.gc_files_deleted);
+    kv_mutex_lock(&sh->vlog.mu);
+    {
+        kv_vfile *f = kv_at(db, sh->vlog.files);
+        st->vlog_files = sh->vlog.n;
+        for (uint32_t i = 0; i < sh->vlog.n; i++) {
+            st->vlog_bytes += f[i].size;
+            st->vlog_discard_bytes += f[i].discard;
+        }
+    }
+    kv_mutex_unlock(&sh->vlog.mu);
     kv_mutex_lock(&sh->db_mu);
     st->live_memtables = (sh->mem ? 1 : 0) + sh->n_imm;
     kv_mutex_unlock(&sh->db_mu);
@@ -151,4 +166,26 @@ int kv_get_tables(kv_db *db, kv_table_info *out, int max)
         }
     kv_version_unref(db, v);
     return total;
+}
+
+int kv_get_vlog_files(kv_db *db, kv_vlog_info *out, int max)
+{
+    kv_vlog_shared *v = &db->sh->vlog;
+    int n;
+    kv_mutex_lock(&v->mu);
+    n = (int)v->n;
+    {
+        kv_vfile *f = kv_at(db, v->files);
+        for (int i = 0; i < n && i < max; i++) {
+            uint64_t data = f[i].size > KV_VLOG_HEADER_SIZE ? f[i].size - KV_VLOG_HEADER_SIZE : 0;
+            out[i].fid = f[i].fid;
+            out[i].state = (int)f[i].state;
+            out[i].size_bytes = f[i].size;
+            out[i].entries = f[i].entries;
+            out[i].discard_bytes = f[i].discard;
+            out[i].discard_ratio = data ? (double)f[i].discard / (double)data : 0.0;
+        }
+    }
+    kv_mutex_unlock(&v->mu);
+    return n;
 }

@@ -21,6 +21,7 @@
 #include "err.h"
 #include "ikey.h"
 #include "iter.h"
+#include "vlog.h"
 
 #define REFRESH_EVERY 256
 
@@ -44,6 +45,7 @@ struct kv_iter {
     /* skip target (forward) / saved answer (reverse) */
     kv_buf skip, saved_key, saved_val;
     int have_skip;
+    kv_vhandle *vpin;                  /* value log mapping of the current value */
     kv_status status;
     kv_err err;
 };
@@ -145,9 +147,16 @@ kv_status kv_iter_new(kv_db *db, const kv_iter_options *io, kv_iter **out, kv_er
     return KV_OK;
 }
 
+static void release_value(kv_iter *it)
+{
+    if (it->vpin) kv_vlog_release(it->db, it->vpin);
+    it->vpin = NULL;
+}
+
 void kv_iter_free(kv_iter *it)
 {
     if (!it) return;
+    release_value(it);
     kv_merge_free(it->m);
     if (it->view) kv_view_unpin(it->db, it->view);
     if (it->snap_slot >= 0) kv_snap_unregister(it->db, it->snap_slot);
@@ -298,6 +307,7 @@ oom:
 
 static void find(kv_iter *it)
 {
+    release_value(it);
     if (it->status != KV_OK) {
         it->valid = 0;
         return;
@@ -461,6 +471,19 @@ kv_status kv_iter_value(kv_iter *it, const void **val, size_t *vlen, kv_err *err
     if (!it->valid) return kv_seterr(err, KV_INVALID, 0, "iterator is not positioned");
     if (it->o.key_only)
         return kv_seterr(err, KV_INVALID, 0, "iterator was created key-only");
+    if (it->vs.meta & KV_META_VALUE_PTR) {
+        kv_vptr p;
+        kv_vlog_entry e;
+        kv_status st;
+        if (kv_vptr_decode(it->vs.value, it->vs.value_len, &p) != 0)
+            return kv_seterr(err, KV_CORRUPTION, 0, "malformed value pointer");
+        release_value(it);
+        st = kv_vlog_read(it->db, &p, 0, &e, &it->vpin, err);
+        if (st != KV_OK) return st;
+        *val = e.value;
+        *vlen = e.vlen;
+        return KV_OK;
+    }
     *val = it->vs.value;
     *vlen = it->vs.value_len;
     return KV_OK;

@@ -10,6 +10,7 @@
 #include "err.h"
 #include "manifest.h"
 #include "sst.h"
+#include "vlog.h"
 
 void kv_table_build_opts(kv_db *db, uint64_t id, kv_sst_build_opts *o)
 {
@@ -38,6 +39,12 @@ kv_status kv_flush_memtable(kv_db *db, kv_memtable *mt, kv_err *err)
 
     kv_vedit_init(&e);
     e.flushed_mem = kv_off_of(db, mt);
+    /* the table will point into the value log: those bytes must be
+     * durable before the table (and the WAL's deletion) is */
+    if (mt->has_vptrs && !db->opt->in_memory) {
+        st = kv_vlog_sync(db, err);
+        if (st != KV_OK) return st;
+    }
     if (!kv_sl_empty(sl)) {
         id = atomic_fetch_add(&db->sh->vset.next_file_id, 1);
         kv_file_path(path, sizeof path, db->dir, id, "sst");

@@ -18,6 +18,11 @@ void kv_frame_seal(uint8_t *frame, size_t payload_len)
     kv_put_u32(frame + 8, kv_checksum32(frame + KV_FRAME_HDR, payload_len));
 }
 
+int kv_frame_len_ok(const uint8_t *hdr)
+{
+    return kv_get_u32(hdr + 4) == len_check(hdr);
+}
+
 static int all_zero(const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -37,6 +37,9 @@ typedef enum kv_frame_result {
 /* Fills the 12-byte header in front of payload_len payload bytes. */
 void kv_frame_seal(uint8_t *frame, size_t payload_len);
 
+/* 1 if the 8 header bytes at hdr hold a length with a valid check. */
+int kv_frame_len_ok(const uint8_t *hdr);
+
 /* Classifies the frame at data[off..size). */
 kv_frame_result kv_frame_next(const uint8_t *data, size_t size, size_t off,
                               size_t *payload_len);

@@ -46,6 +46,7 @@ kv_status kv_mt_create(kv_db *db, uint64_t id, kv_memtable **out, kv_err *err)
     mt->wal_synced = 0;
     atomic_store(&mt->wal_durable, 0);
     mt->dir_synced = 0;
+    mt->has_vptrs = 0;
     atomic_store(&mt->refs, 1);
     atomic_store(&mt->flags, 0);
     atomic_store(&mt->max_version, 0);

@@ -29,6 +29,8 @@ typedef struct kv_memtable {
     _Atomic uint32_t flags;
     uint32_t slot;              /* arena slot index */
     uint32_t dir_synced;        /* the WAL's directory entry is durable; leader only */
+    uint32_t has_vptrs;         /* holds value pointers: sync the vlog before flushing */
+    uint32_t pad3;
     uint64_t id;                /* file id of its WAL (0 if none) */
     uint64_t wal_size;          /* bytes of WAL written; leader only */
     uint64_t wal_synced;        /* bytes of WAL known durable; leader only */

@@ -10,6 +10,7 @@
 #include "db.h"
 #include "err.h"
 #include "ikey.h"
+#include "vlog.h"
 
 static kv_status copy_out(kv_buf *out, const kv_vstruct *vs, kv_err *err)
 {
@@ -28,11 +29,15 @@ static kv_status copy_out(kv_buf *out, const kv_vstruct *vs, kv_err *err)
     return KV_OK;
 }
 
-/* Looks ikey's user key up in one table.  1 = found (vs, version set and
- * value copied), 0 = not here, <0 = error in *st. */
+/* Called with the newest entry found while its bytes are still pinned. */
+typedef kv_status (*found_fn)(void *ctx, kv_db *db, const kv_vstruct *vs, uint64_t version,
+                              kv_err *err);
+
+/* Looks ikey's user key up in one table.  1 = found (fn called),
+ * 0 = not here, -1 = error in *st. */
 static int table_get(kv_db *db, const kv_table_meta *tm, const uint8_t *ikey, size_t n,
-                     const kv_sst_read_opts *ro, kv_buf *out, kv_vstruct *vs, uint64_t *version,
-                     kv_status *st, kv_err *err)
+                     const kv_sst_read_opts *ro, found_fn fn, void *ctx, kv_status *st,
+                     kv_err *err)
 {
     kv_table_handle *h;
     kv_sst_iter it;
@@ -49,17 +54,14 @@ static int table_get(kv_db *db, const kv_table_meta *tm, const uint8_t *ikey, si
     kv_sst_iter_init(&it, h->sst, ro);
     kv_sst_iter_seek(&it, ikey, n);
     if (it.valid && it.key_len == n && memcmp(it.key, ikey, un) == 0) {
-        if (kv_vstruct_decode(it.val, it.val_len, vs) != 0) {
+        kv_vstruct vs;
+        if (kv_vstruct_decode(it.val, it.val_len, &vs) != 0) {
             *st = kv_seterr(err, KV_CORRUPTION, 0, "table %llu: malformed value struct",
                             (unsigned long long)tm->id);
             found = -1;
         } else {
-            *version = kv_ikey_version(it.key, it.key_len);
-            found = 1;
-            if (!(vs->meta & KV_META_DELETE)) {
-                *st = copy_out(out, vs, err);
-                if (*st != KV_OK) found = -1;
-            }
+            *st = fn(ctx, db, &vs, kv_ikey_version(it.key, it.key_len), err);
+            found = *st == KV_OK ? 1 : -1;
         }
     } else if (it.status != KV_OK) {
         *st = kv_err_copy(err, &it.err);
@@ -70,17 +72,111 @@ static int table_get(kv_db *db, const kv_table_meta *tm, const uint8_t *ikey, si
     return found;
 }
 
-kv_status kv_get(kv_db *db, const kv_read_options *ro, const void *key, size_t klen,
-                 kv_buf *val, kv_entry_meta *meta, kv_err *err)
+/* The newest entry of key with version <= read_version (tombstones
+ * included), source by source; fn sees it.  *found = 0 if none. */
+static kv_status lookup(kv_db *db, uint64_t read_version, const void *key, size_t klen,
+                        int fill_cache, found_fn fn, void *ctx, int *found, kv_err *err)
 {
     kv_view *v;
     kv_version *ver;
     kv_vstruct vs;
     kv_sst_read_opts sro;
-    uint64_t read_version, version = 0;
+    uint64_t version = 0;
     uint8_t small[256], *ikey = small;
     size_t n = klen + KV_TS_SIZE;
     kv_status st = KV_OK;
+    int f = 0;
+
+    if (n > sizeof small && !(ikey = malloc(n)))
+        return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory in a lookup");
+    memcpy(ikey, key, klen);
+    kv_ikey_put_ts(ikey + klen, read_version);
+
+    v = kv_view_pin(db);
+    for (uint32_t i = 0; i < v->n_mem && !f; i++)
+        if (kv_mt_get(db, kv_mt_at(db, v->mems[i]), key, klen, read_version, &vs, &version)) {
+            st = fn(ctx, db, &vs, version, err);
+            f = st == KV_OK ? 1 : -1;
+        }
+    ver = kv_ver_at(db, v->version);
+    sro.cache = &db->cache_ops;
+    sro.fill_cache = fill_cache;
+    sro.verify = db->opt->checksum_verification_mode >= KV_VERIFY_ON_BLOCK_READ;
+    if (!f && ver) {
+        kv_tcache_sweep(db, ver);
+        for (uint32_t i = 0; i < ver->count[0] && !f; i++) {
+            kv_table_meta *tm = kv_ver_table(db, ver, 0, i);
+            if (kv_ukey_cmp(key, klen, kv_tm_smallest(tm), kv_ikey_ulen(tm->smallest_len)) < 0 ||
+                kv_ukey_cmp(key, klen, kv_tm_largest(tm), kv_ikey_ulen(tm->largest_len)) > 0)
+                continue;
+            f = table_get(db, tm, ikey, n, &sro, fn, ctx, &st, err);
+        }
+        for (uint32_t l = 1; l < ver->n_levels && !f; l++) {
+            uint32_t idx;
+            kv_table_meta *tm;
+            if (!ver->count[l]) continue;
+            idx = kv_level_find(db, ver, (int)l, key, klen);
+            if (idx >= ver->count[l]) continue;
+            tm = kv_ver_table(db, ver, (int)l, idx);
+            if (kv_ukey_cmp(key, klen, kv_tm_smallest(tm), kv_ikey_ulen(tm->smallest_len)) < 0)
+                continue;
+            f = table_get(db, tm, ikey, n, &sro, fn, ctx, &st, err);
+        }
+    }
+    kv_view_unpin(db, v);
+    if (ikey != small) free(ikey);
+    *found = f > 0;
+    if (f < 0 && st == KV_OK) st = kv_seterr(err, KV_IO, 0, "lookup failed");
+    return st;
+}
+
+/* ---- kv_get ---- */
+
+typedef struct get_ctx {
+    kv_buf *out;
+    kv_entry_meta meta;
+    int visible;        /* not deleted, not expired */
+    uint64_t now;
+} get_ctx;
+
+static kv_status get_found(void *p, kv_db *db, const kv_vstruct *vs, uint64_t version,
+                           kv_err *err)
+{
+    get_ctx *c = p;
+    c->meta.version = version;
+    c->meta.expires_at = vs->expires_at;
+    c->meta.user_meta = vs->user_meta;
+    c->meta.deleted = 0;
+    c->meta.in_vlog = (vs->meta & KV_META_VALUE_PTR) != 0;
+    c->visible = !(vs->meta & KV_META_DELETE) && !(vs->expires_at && vs->expires_at <= c->now);
+    if (!c->visible) return KV_OK;
+    if (vs->meta & KV_META_VALUE_PTR) {
+        kv_vptr ptr;
+        kv_vlog_entry e;
+        kv_vhandle *h;
+        kv_vstruct inl;
+        kv_status st;
+        if (kv_vptr_decode(vs->value, vs->value_len, &ptr) != 0)
+            return kv_seterr(err, KV_CORRUPTION, 0, "malformed value pointer (%zu bytes)",
+                             vs->value_len);
+        st = kv_vlog_read(db, &ptr, 0, &e, &h, err);
+        if (st != KV_OK) return st;
+        inl = *vs;
+        inl.value = e.value;
+        inl.value_len = e.vlen;
+        st = copy_out(c->out, &inl, err);
+        kv_vlog_release(db, h);
+        return st;
+    }
+    return copy_out(c->out, vs, err);
+}
+
+kv_status kv_get(kv_db *db, const kv_read_options *ro, const void *key, size_t klen,
+                 kv_buf *val, kv_entry_meta *meta, kv_err *err)
+{
+    get_ctx c;
+    uint64_t read_version;
+    kv_status st;
     int found = 0;
 
     if (!db || !key || klen == 0)
@@ -94,55 +190,42 @@ kv_status kv_get(kv_db *db, const kv_read_options *ro, const void *key, size_t k
     read_version = ro && ro->version ? ro->version
                                      : atomic_load_explicit(&db->sh->visible_version,
                                                             memory_order_acquire);
-    if (n > sizeof small && !(ikey = malloc(n)))
-        return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory in kv_get");
-    memcpy(ikey, key, klen);
-    kv_ikey_put_ts(ikey + klen, read_version);
-
-    v = kv_view_pin(db);
-    for (uint32_t i = 0; i < v->n_mem && !found; i++) {
-        if (kv_mt_get(db, kv_mt_at(db, v->mems[i]), key, klen, read_version, &vs, &version)) {
-            found = 1;
-            if (!(vs.meta & KV_META_DELETE)) st = copy_out(val, &vs, err);
-        }
-    }
-    ver = kv_ver_at(db, v->version);
-    sro.cache = &db->cache_ops;
-    sro.fill_cache = ro ? ro->fill_cache : 1;
-    sro.verify = db->opt->checksum_verification_mode >= KV_VERIFY_ON_BLOCK_READ;
-    if (!found && ver) {
-        kv_tcache_sweep(db, ver);
-        for (uint32_t i = 0; i < ver->count[0] && !found; i++) {
-            kv_table_meta *tm = kv_ver_table(db, ver, 0, i);
-            if (kv_ukey_cmp(key, klen, kv_tm_smallest(tm), kv_ikey_ulen(tm->smallest_len)) < 0 ||
-                kv_ukey_cmp(key, klen, kv_tm_largest(tm), kv_ikey_ulen(tm->largest_len)) > 0)
-                continue;
-            found = table_get(db, tm, ikey, n, &sro, val, &vs, &version, &st, err);
-        }
-        for (uint32_t l = 1; l < ver->n_levels && !found; l++) {
-            uint32_t idx;
-            kv_table_meta *tm;
-            if (!ver->count[l]) continue;
-            idx = kv_level_find(db, ver, (int)l, key, klen);
-            if (idx >= ver->count[l]) continue;
-            tm = kv_ver_table(db, ver, (int)l, idx);
-            if (kv_ukey_cmp(key, klen, kv_tm_smallest(tm), kv_ikey_ulen(tm->smallest_len)) < 0)
-                continue;
-            found = table_get(db, tm, ikey, n, &sro, val, &vs, &version, &st, err);
-        }
-    }
-    kv_view_unpin(db, v);
-    if (ikey != small) free(ikey);
-    if (found < 0 || st != KV_OK) return st != KV_OK ? st : KV_IO;
-    if (!found || (vs.meta & KV_META_DELETE) ||
-        (vs.expires_at && vs.expires_at <= db->env->unix_seconds(db->env)))
-        return KV_NOT_FOUND;
-    if (meta) {
-        meta->version = version;
-        meta->expires_at = vs.expires_at;
-        meta->user_meta = vs.user_meta;
-        meta->deleted = 0;
-        meta->in_vlog = (vs.meta & KV_META_VALUE_PTR) != 0;
-    }
+    memset(&c, 0, sizeof c);
+    c.out = val;
+    c.now = db->env->unix_seconds(db->env);
+    st = lookup(db, read_version, key, klen, ro ? ro->fill_cache : 1, get_found, &c, &found, err);
+    if (st != KV_OK) return st;
+    if (!found || !c.visible) return KV_NOT_FOUND;
+    if (meta) *meta = c.meta;
     return KV_OK;
+}
+
+/* ---- the newest committed entry (GC, conditional batches) ---- */
+
+typedef struct newest_ctx {
+    kv_vstruct *vs;
+    uint8_t *ptr;
+    uint64_t *version;
+} newest_ctx;
+
+static kv_status newest_found(void *p, kv_db *db, const kv_vstruct *vs, uint64_t version,
+                              kv_err *err)
+{
+    newest_ctx *c = p;
+    (void)db;
+    (void)err;
+    *c->vs = *vs;
+    c->vs->value = NULL; /* the bytes are not kept */
+    if ((vs->meta & KV_META_VALUE_PTR) && vs->value_len == KV_VPTR_SIZE)
+        memcpy(c->ptr, vs->value, KV_VPTR_SIZE);
+    *c->version = version;
+    return KV_OK;
+}
+
+kv_status kv_lookup_newest(kv_db *db, const void *key, size_t klen, kv_vstruct *vs, uint8_t *ptr,
+                           uint64_t *version, int *found, kv_err *err)
+{
+    newest_ctx c = {vs, ptr, version};
+    uint64_t rv = atomic_load_explicit(&db->sh->visible_version, memory_order_acquire);
+    return lookup(db, rv, key, klen, 0, newest_found, &c, found, err);
 }

@@ -24,6 +24,8 @@ typedef struct kv_view {
     _Atomic uint32_t refs;
     uint32_t n_mem;
     uint64_t version;                  /* kv_version offset */
+    uint64_t id;                       /* increasing; live views are listed oldest first */
+    uint64_t prev, next;               /* the list of live views (db_mu) */
     uint64_t mems[KV_MAX_MEMTABLES];   /* kv_memtable offsets */
 } kv_view;
 
@@ -35,6 +37,14 @@ struct kv_db;
 kv_status kv_view_install(struct kv_db *db, kv_view **old, kv_err *err);
 
 kv_view *kv_view_pin(struct kv_db *db);
+/* REQUIRES: db_mu not held (the last unpin unlinks the view under it). */
 void kv_view_unpin(struct kv_db *db, kv_view *v);
+
+/* Id of the oldest live view (REQUIRES db_mu).  Value-log files doomed
+ * while view W was current may go once the oldest live view is newer
+ * than W: every reader that could have read an old pointer is done. */
+uint64_t kv_view_oldest_id(struct kv_db *db);
+/* Id of the current view (REQUIRES db_mu). */
+uint64_t kv_view_current_id(struct kv_db *db);
 
 #endif

@@ -100,7 +100,7 @@ kv_status kv_wal_replay(kv_env *env, const char *path, uint64_t expect_id, kv_wa
         st = fn(ctx, data + off + KV_WAL_REC_HDR, len, off, err);
         if (st != KV_OK) {
             free(data);
-            return st;
+            return st; /* KV_NOT_FOUND: the log ends at *valid_end */
         }
         off += KV_WAL_REC_HDR + len;
         *valid_end = off;

@@ -34,6 +34,7 @@
 /* record flags (DO NOT CHANGE) */
 #define KV_WAL_F_TXN_PART 0x01 /* part of a multi-record transaction, more follow */
 #define KV_WAL_F_TXN_FIN 0x02  /* last record of a multi-record transaction */
+#define KV_WAL_F_VLOG_SYNCED 0x04 /* every vlog entry this record points to was synced first */
 
 /* Fills in length, checksum and version of an encoded record. */
 void kv_wal_seal(uint8_t *rec, size_t rec_len, uint64_t version);
@@ -63,7 +64,9 @@ void kv_wal_file_header(uint8_t *hdr, uint64_t file_id);
 /* Replays a WAL file: calls fn for each valid record payload in order.
  * A torn tail (frame.h) ends the replay and *valid_end is where it
  * started; damage followed by more data is KV_CORRUPTION naming the file
- * and offset.  fn may return non-OK to stop. */
+ * and offset.  fn may return an error to stop, or KV_NOT_FOUND to declare
+ * this record the end of the log (its value-log data never made it):
+ * replay then returns KV_NOT_FOUND with *valid_end at that record. */
 typedef kv_status (*kv_wal_record_fn)(void *ctx, const uint8_t *payload, size_t n,
                                       uint64_t offset, kv_err *err);
 kv_status kv_wal_replay(kv_env *env, const char *path, uint64_t expect_id, kv_wal_record_fn fn,

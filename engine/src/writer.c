@@ -11,6 +11,7 @@
 
 #include "batch.h"
 #include "db.h"
+#include "vlog.h"
 #include "err.h"
 #include "wal.h"
 
@@ -18,16 +19,87 @@
 #define GROUP_SMALL_FIRST (128u << 10)
 #define GROUP_MAX_ITEMS 256
 
-/* One record of a leader's group. */
+/* One batch of a leader's group: where its image is in memory. */
 typedef struct grec {
     uint8_t *rec;
     size_t len;
+    uint8_t *vbuf;
+    size_t vlen;
+    const uint32_t *ptrs;
+    uint32_t n_ptrs;
+    const kv_batch_cond *conds;
+    uint32_t n_conds;
     uint64_t version;
     uint64_t cost;
-    kv_wq_item *item;         /* NULL for the fast-path leader's own record */
-    int rotate;
+    kv_wq_item *item;         /* NULL for the fast-path leader's own batch */
+    int flags;                /* KV_WQ_* */
     int sync;
 } grec;
+
+static void grec_from_batch(grec *g, kv_batch *b)
+{
+    memset(g, 0, sizeof *g);
+    if (!b) return;
+    g->rec = b->buf;
+    g->len = b->len;
+    g->vbuf = b->vbuf;
+    g->vlen = b->vlen;
+    g->ptrs = b->ptrs;
+    g->n_ptrs = b->n_ptrs;
+    g->conds = b->conds;
+    g->n_conds = b->n_conds;
+    g->cost = b->mem_cost;
+}
+
+/* Image layout after the item: record, vlog entries, then the pointer
+ * triples (4-aligned) and the conditions (8-aligned). */
+#define IMG_ALIGN(x, a) (((x) + (a)-1) & ~(size_t)((a)-1))
+
+static size_t img_ptrs_off(size_t rec_len, size_t vlen)
+{
+    return IMG_ALIGN(rec_len + vlen, 8);
+}
+
+static size_t img_conds_off(size_t rec_len, size_t vlen, uint32_t n_ptrs)
+{
+    return IMG_ALIGN(img_ptrs_off(rec_len, vlen) + 12u * n_ptrs, 8);
+}
+
+/* The image of a staged item lives right after it. */
+static void grec_from_item(grec *g, kv_wq_item *it)
+{
+    uint8_t *p = (uint8_t *)it + sizeof *it;
+    memset(g, 0, sizeof *g);
+    g->rec = p;
+    g->len = it->rec_len;
+    g->vbuf = p + it->rec_len;
+    g->vlen = it->vlen;
+    g->ptrs = (const uint32_t *)(p + img_ptrs_off(it->rec_len, it->vlen));
+    g->n_ptrs = it->n_ptrs;
+    g->conds = (const kv_batch_cond *)(p + img_conds_off(it->rec_len, it->vlen, it->n_ptrs));
+    g->n_conds = it->n_conds;
+    g->cost = it->mem_cost;
+    g->version = it->version;
+    g->item = it;
+    g->flags = it->flags;
+    g->sync = it->sync;
+}
+
+static size_t image_size(const kv_batch *b)
+{
+    if (!b) return 0;
+    return img_conds_off(b->len, b->vlen, b->n_ptrs) + sizeof(kv_batch_cond) * b->n_conds;
+}
+
+static void image_copy(uint8_t *p, const kv_batch *b)
+{
+    memcpy(p, b->buf, b->len);
+    if (b->vlen) memcpy(p + b->len, b->vbuf, b->vlen);
+    if (b->n_ptrs) memcpy(p + img_ptrs_off(b->len, b->vlen), b->ptrs, 12u * b->n_ptrs);
+    if (b->n_conds)
+        memcpy(p + img_conds_off(b->len, b->vlen, b->n_ptrs), b->conds,
+               sizeof(kv_batch_cond) * b->n_conds);
+}
 
 static kv_wq_item *item_at(kv_db *db, uint64_t off)
 {
@@ -209,6 +281,23 @@ static kv_status sync_older_wals(kv_db *db, kv_err *err)
 
 /* ---- the leader's round ---- */
 
+/* 1 if the newest committed version of every conditioned key is the one
+ * required.  REQUIRES: leader (no commit can slip in). */
+static int conditions_hold(kv_db *db, const grec *g, kv_err *err, kv_status *st)
+{
+    for (uint32_t i = 0; i < g->n_conds; i++) {
+        kv_vstruct vs;
+        uint8_t ptr[KV_VPTR_SIZE];
+        uint64_t version = 0;
+        int found = 0;
+        *st = kv_lookup_newest(db, g->rec + g->conds[i].key_off, g->conds[i].klen, &vs, ptr,
+                               &version, &found, err);
+        if (*st != KV_OK) return 0;
+        if (!found || version != g->conds[i].version) return 0;
+    }
+    return 1;
+}
+
 static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *err)
 {
     kv_shared *sh = db->sh;
@@ -216,27 +305,76 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
     kv_memtable *mt;
     kv_status st = KV_OK;
     struct iovec iov_small[16], *iov = iov_small;
-    int i, niov = 0, rotate_after = 0;
+    kv_vlog_piece pieces_small[16], *pieces = pieces_small;
+    int i, niov = 0, npieces = 0, rotate_after = 0, rotate_vlog = 0;
 
+    if (n == 1 && g[0].n_conds) { /* a conditional batch: a group of its own */
+        if (!conditions_hold(db, &g[0], err, &st)) {
+            if (st != KV_OK) return st;
+            return kv_seterr(err, KV_CONFLICT, 0, "a key changed since the batch's condition");
+        }
+    }
     for (i = 0; i < n; i++) {
         cost += g[i].cost;
-        if (g[i].rotate) rotate_after = 1;
+        if (g[i].flags & KV_WQ_ROTATE_MEM) rotate_after = 1;
+        if (g[i].flags & KV_WQ_ROTATE_VLOG) rotate_vlog = 1;
+    }
+    if (rotate_vlog && !db->opt->in_memory) {
+        st = kv_vlog_rotate(db, err);
+        if (st != KV_OK) {
+            kv_set_bg_error(db, err);
+            return st;
+        }
     }
     st = kv_writer_make_room(db, cost, err);
-    if (st != KV_OK) return st;
+    if (st != KV_OK) {
+        if (st == KV_IO || (st == KV_NO_SPACE && err && err->sys_errno)) kv_set_bg_error(db, err);
+        return st;
+    }
     mt = kv_mt_at(db, sh->mem);
     if (n > 16) {
         iov = malloc(sizeof *iov * (size_t)n);
-        if (!iov) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory in group commit");
+        pieces = malloc(sizeof *pieces * (size_t)n);
+        if (!iov || !pieces) {
+            free(iov == iov_small ? NULL : iov);
+            free(pieces == pieces_small ? NULL : pieces);
+            return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory in group commit");
+        }
     }
-    for (i = 0; i < n; i++) {
+    /* value-log entries first, pointers patched into the records */
+    for (i = 0; i < n; i++)
+        if (g[i].vlen) {
+            pieces[npieces].vbuf = g[i].vbuf;
+            pieces[npieces].vlen = g[i].vlen;
+            pieces[npieces].n_entries = g[i].n_ptrs;
+            pieces[npieces].rec = g[i].rec;
+            pieces[npieces].ptrs = g[i].ptrs;
+            pieces[npieces].n_ptrs = g[i].n_ptrs;
+            npieces++;
+        }
+    if (npieces) {
+        uint32_t hw_fid = 0;
+        uint64_t hw_end = 0;
+        st = kv_vlog_write(db, pieces, npieces, 0, &hw_fid, &hw_end, err);
+        if (st != KV_OK) kv_set_bg_error(db, err);
+        else mt->has_vptrs = 1;
+    }
+    /* prefix durability: a synced write makes every vlog byte written so
+     * far durable, before its WAL record (wal.h: KV_WAL_F_VLOG_SYNCED) */
+    if (st == KV_OK && any_sync && !db->opt->in_memory) {
+        st = kv_vlog_sync(db, err);
+        if (st != KV_OK) kv_set_bg_error(db, err);
+    }
+    for (i = 0; i < n && st == KV_OK; i++) {
         if (!g[i].len) continue;
+        /* with sync the vlog is already durable: say so in the record */
+        if (any_sync && g[i].vlen) g[i].rec[KV_WAL_REC_HDR + 12] |= KV_WAL_F_VLOG_SYNCED;
         kv_wal_seal(g[i].rec, g[i].len, g[i].version);
         iov[niov].iov_base = g[i].rec;
         iov[niov++].iov_len = g[i].len;
         bytes += g[i].len;
     }
-    if (niov && !db->opt->in_memory) {
+    if (st == KV_OK && niov && !db->opt->in_memory) {
         kv_file *f;
         st = wal_handle(db, mt, &f, err);
         if (st == KV_OK)
@@ -259,6 +397,7 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
         if (st != KV_OK) kv_set_bg_error(db, err);
     }
     if (iov != iov_small) free(iov);
+    if (pieces != pieces_small) free(pieces);
     for (i = 0; i < n && st == KV_OK; i++) {
         if (!g[i].len) continue;
         st = kv_mt_apply(db, mt, g[i].rec + KV_WAL_REC_HDR, g[i].len - KV_WAL_REC_HDR,
@@ -274,7 +413,7 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
     return st;
 }
 
-/* Collects the group behind `first` (queued items, already linked), runs
+/* Collects the group behind `own` (queued items, already linked), runs
  * it, marks every item done and hands leadership back.  REQUIRES wq.mu
  * held and leadership taken; returns with wq.mu released. */
 static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
@@ -286,19 +425,19 @@ static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
     kv_status st;
     kv_err lerr;
 
-    if (own) {
-        g[n++] = *own;
-        any_sync |= own->sync;
-        bytes = own->len;
-    }
+    g[n++] = *own;
+    any_sync |= own->sync;
+    bytes = own->len + own->vlen;
     limit = bytes <= GROUP_SMALL_FIRST ? bytes + GROUP_SMALL_FIRST : GROUP_MAX_BYTES;
     if (limit > GROUP_MAX_BYTES) limit = bytes > GROUP_MAX_BYTES ? bytes : GROUP_MAX_BYTES;
     off = own_item ? own_item->next : q->head;
     if (own_item) last = kv_off_of(db, own_item);
-    for (; off && n < GROUP_MAX_ITEMS; off = item_at(db, off)->next) {
+    /* a conditional batch leads alone; nobody joins one either */
+    for (; off && n < GROUP_MAX_ITEMS && !own->n_conds; off = item_at(db, off)->next) {
         kv_wq_item *it = item_at(db, off);
-        if (!it->rec && !it->rotate) break; /* private: only its owner writes it */
-        if (n && bytes + it->rec_len > limit) break;
+        if (!it->staged) break;     /* private: only its owner writes it */
+        if (it->n_conds) break;     /* conditional: its own group */
+        if (bytes + it->rec_len + it->vlen > limit) break;
         if (n == cap) {
             grec *ng = malloc(sizeof *ng * (size_t)cap * 2);
             if (!ng) break;
@@ -307,15 +446,8 @@ static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
             g = ng;
             cap *= 2;
         }
-        g[n].rec = it->rec ? (uint8_t *)kv_at(db, it->rec) : NULL;
-        g[n].len = it->rec_len;
-        g[n].version = it->version;
-        g[n].cost = it->mem_cost;
-        g[n].item = it;
-        g[n].rotate = it->rotate;
-        g[n].sync = it->sync;
-        n++;
-        bytes += it->rec_len;
+        grec_from_item(&g[n++], it);
+        bytes += it->rec_len + it->vlen;
         any_sync |= it->sync;
         last = off;
     }
@@ -343,12 +475,12 @@ static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
     return st;
 }
 
-static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int rotate_only,
+static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int flags,
                                   uint64_t *version_out, kv_err *err)
 {
     kv_wq *q = &db->sh->wq;
-    size_t rec_len = b ? b->len : 0;
-    uint64_t off = kv_heap_alloc_db(db, sizeof(kv_wq_item) + rec_len), version;
+    size_t img = image_size(b);
+    uint64_t off = kv_heap_alloc_db(db, sizeof(kv_wq_item) + img), version;
     kv_wq_item *it;
     kv_status st;
     int staged = 1;
@@ -361,17 +493,18 @@ static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int rotate_o
                              "shared heap exhausted queueing a write (SharedHeapSize)");
     }
     it = item_at(db, off);
-    if (staged && rec_len) {
-        memcpy((uint8_t *)it + sizeof *it, b->buf, rec_len);
-        it->rec = off + sizeof *it;
-    }
-    it->rec_len = rec_len;
+    if (staged && b) image_copy((uint8_t *)it + sizeof *it, b);
+    it->staged = (uint32_t)staged;
+    it->rec_len = b ? b->len : 0;
+    it->vlen = b ? b->vlen : 0;
+    it->n_ptrs = b ? b->n_ptrs : 0;
+    it->n_conds = b ? b->n_conds : 0;
     it->mem_cost = b ? b->mem_cost : 0;
     it->sync = (uint8_t)sync;
-    it->rotate = (uint8_t)rotate_only;
+    it->flags = (uint8_t)flags;
 
     kv_mutex_lock(&q->mu);
-    version = rotate_only ? q->last_version : ++q->last_version;
+    version = b ? ++q->last_version : q->last_version;
     it->version = version;
     if (q->tail) item_at(db, q->tail)->next = off;
     else q->head = off;
@@ -379,23 +512,26 @@ static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int rotate_o
     for (;;) {
         if (it->done) {
             st = (kv_status)it->status;
-            if (st != KV_OK) {
+            if (st != KV_OK && st != KV_CONFLICT) {
                 kv_status bst = kv_check_bg_error(db, err);
-                if (bst == KV_OK) kv_seterr(err, st, it->sys_errno, "write failed: %s", kv_status_str(st));
-            }
+                if (bst == KV_OK)
+                    kv_seterr(err, st, it->sys_errno, "write failed: %s", kv_status_str(st));
+            } else if (st == KV_CONFLICT)
+                kv_seterr(err, st, 0, "a key changed since the batch's condition");
             kv_mutex_unlock(&q->mu);
             break;
         }
         if (!q->leader_active && q->head == off) {
             grec own;
             q->leader_active = 1;
-            own.rec = staged ? (uint8_t *)it + sizeof *it : (b ? b->buf : NULL);
-            own.len = rec_len;
-            own.version = version;
-            own.cost = it->mem_cost;
-            own.item = it;
-            own.rotate = rotate_only;
-            own.sync = sync;
+            if (staged) grec_from_item(&own, it);
+            else {
+                grec_from_batch(&own, b);
+                own.version = version;
+                own.item = it;
+                own.flags = flags;
+                own.sync = sync;
+            }
             st = lead(db, &own, it, err); /* releases wq.mu */
             break;
         }
@@ -410,6 +546,8 @@ kv_status kv_write(kv_db *db, const kv_write_options *wo, kv_batch *b, uint64_t 
                    kv_err *err)
 {
     kv_wq *q;
+    kv_batch *conv = NULL;
+    uint64_t threshold;
     int sync;
     kv_status st;
 
@@ -422,13 +560,27 @@ kv_status kv_write(kv_db *db, const kv_write_options *wo, kv_batch *b, uint64_t 
         if (version_out) *version_out = kv_latest_version(db);
         return KV_OK;
     }
-    if (b->mem_cost + 4096 > db->sh->arena_size)
+    /* a batch built for other settings (kv_batch_new) is re-placed here,
+     * in the caller's thread, not by the leader */
+    threshold = db->opt->in_memory ? UINT64_MAX : (uint64_t)db->opt->value_threshold;
+    if (b->threshold != threshold &&
+        (b->n_ptrs || (b->max_inline && b->max_inline - 1 >= threshold))) {
+        conv = kv_batch_rebuild(b, threshold, err);
+        if (!conv) return err ? err->code : KV_NO_MEMORY;
+        b = conv;
+    }
+    if (b->mem_cost + 4096 > db->sh->arena_size) {
+        kv_batch_free(conv);
         return kv_seterr(err, KV_TOO_BIG, 0,
                          "batch of %zu bytes (%u entries) does not fit in a memtable "
                          "(MemTableSize %lld)",
                          b->len, b->count, (long long)db->opt->mem_table_size);
+    }
     st = kv_check_bg_error(db, err);
-    if (st != KV_OK) return st;
+    if (st != KV_OK) {
+        kv_batch_free(conv);
+        return st;
+    }
     sync = !db->opt->in_memory && ((wo && wo->sync) || db->opt->sync_writes);
     q = &db->sh->wq;
 
@@ -436,19 +588,22 @@ kv_status kv_write(kv_db *db, const kv_write_options *wo, kv_batch *b, uint64_t 
     if (!q->leader_active && !q->head) {
         grec own;
         q->leader_active = 1;
-        own.rec = b->buf;
-        own.len = b->len;
+        grec_from_batch(&own, b);
         own.version = ++q->last_version;
-        own.cost = b->mem_cost;
-        own.item = NULL;
-        own.rotate = 0;
         own.sync = sync;
         st = lead(db, &own, NULL, err); /* releases wq.mu */
         if (st == KV_OK && version_out) *version_out = own.version;
-        return st;
+    } else {
+        kv_mutex_unlock(&q->mu);
+        st = enqueue_and_wait(db, b, sync, 0, version_out, err);
     }
-    kv_mutex_unlock(&q->mu);
-    return enqueue_and_wait(db, b, sync, 0, version_out, err);
+    kv_batch_free(conv);
+    return st;
+}
+
+kv_status kv_writer_rotate_vlog(kv_db *db, kv_err *err)
+{
+    return enqueue_and_wait(db, NULL, 0, KV_WQ_ROTATE_VLOG, NULL, err);
 }
 
 kv_status kv_flush(kv_db *db, kv_err *err)
@@ -459,7 +614,7 @@ kv_status kv_flush(kv_db *db, kv_err *err)
     if (st != KV_OK) return st;
     if (db->opt->read_only) return KV_OK;
     sh = db->sh;
-    st = enqueue_and_wait(db, NULL, 0, 1, NULL, err);
+    st = enqueue_and_wait(db, NULL, 0, KV_WQ_ROTATE_MEM, NULL, err);
     if (st != KV_OK) return st;
     kv_mutex_lock(&sh->db_mu);
     target = sh->flushes_done + sh->n_imm;

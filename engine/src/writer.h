@@ -4,21 +4,25 @@
  *
  * kv_write() assigns the batch its version under wq.mu.  If nobody is
  * leading and nothing is queued, the caller leads at once with its own
- * record.  Otherwise it copies its encoded record into the shared heap
- * ("staging"), queues it and sleeps; the current leader, in whatever
- * process, takes every staged record queued behind it (in version order),
- * writes them to the WAL with one pwritev, fsyncs once if any asked for
- * sync, inserts them into the memtable, publishes the new visible version
- * and wakes their writers.  A record too big to stage stays in its owner's
- * memory and only its owner writes it (leaders stop their group in front
- * of it).
+ * batch.  Otherwise it copies its batch image (record and value-log
+ * entries) into the shared heap ("staging"), queues it and sleeps; the
+ * current leader, in whatever process, takes every staged batch queued
+ * behind it (in version order), appends their value-log entries to the
+ * vlog head and patches the pointers, writes the records to the WAL with
+ * one pwritev, fsyncs once if any asked for sync (vlog first), inserts
+ * them into the memtable, publishes the new visible version and wakes
+ * their writers.  A batch too big to stage stays in its owner's memory
+ * and only its owner writes it (leaders stop their group in front of it).
+ * A conditional batch (batch.h) is always a group of its own, so its
+ * conditions are checked against every earlier commit.
  *
  * Invariants:
  *  1. At most one leader at a time (wq.leader_active).
  *  2. Versions are assigned in queue order, and groups apply in that
  *     order, so visible_version only moves forward and every version
  *     <= visible_version is fully in a memtable.
- *  3. A batch's WAL record is written before any of it is in a memtable.
+ *  3. A batch's vlog entries are written before its WAL record, and its
+ *     WAL record before any of it is in a memtable.
  */
 #ifndef KV_WRITER_H
 #define KV_WRITER_H
@@ -28,18 +32,24 @@
 #include "kv.h"
 #include "sync.h"
 
+#define KV_WQ_ROTATE_MEM 0x1u  /* kv_flush: rotate the memtable after this */
+#define KV_WQ_ROTATE_VLOG 0x2u /* value-log GC: seal the vlog head */
+
+/* A queued write.  A staged item is followed in the same heap allocation
+ * by its batch image: record, vlog entries, pointer triples, conditions. */
 typedef struct kv_wq_item {
     uint64_t next;            /* next queued item (offset) */
-    uint64_t rec;             /* staged record (offset), 0 = owner's private */
-    uint64_t rec_len;
-    uint64_t mem_cost;
     uint64_t version;
+    uint64_t mem_cost;
+    uint64_t rec_len, vlen;   /* image parts */
+    uint32_t n_ptrs, n_conds;
+    uint32_t staged;          /* the image follows; 0 = in its owner's memory */
+    uint32_t done;
     int32_t status;           /* set by the leader when done */
     int32_t sys_errno;
-    uint32_t done;
     uint8_t sync;
-    uint8_t rotate;           /* kv_flush: rotate the memtable after this */
-    uint8_t pad[2];
+    uint8_t flags;            /* KV_WQ_* */
+    uint8_t pad[6];
 } kv_wq_item;
 
 typedef struct kv_wq {
@@ -67,5 +77,8 @@ kv_status kv_writer_make_room(struct kv_db *db, uint64_t cost, kv_err *err);
 
 /* Rotates the mutable memtable if it is not empty (kv_flush). */
 kv_status kv_writer_rotate(struct kv_db *db, kv_err *err);
+
+/* Seals the value-log head, through the queue (any process). */
+kv_status kv_writer_rotate_vlog(struct kv_db *db, kv_err *err);
 
 #endif

@@ -120,7 +120,16 @@ static void random_options(kv_options *o, const char *dir, tu_rng *r)
     o->checksum_verification_mode = (kv_checksum_mode)tu_randn(r, 4);
     o->num_versions_to_keep = 1 + (int)tu_randn(r, 3);
     o->block_cache_size = tu_randn(r, 2) ? (1 << 20) : 0;
-    o->value_threshold = 1 << 10;
+    {
+        static const int64_t vt[] = {0, 1, 32, 256, 1024, 1 << 20};
+        o->value_threshold = vt[tu_randn(r, 6)];
+        if (o->value_threshold > o->mem_table_size / 4) o->value_threshold = 1024;
+    }
+    o->value_log_file_size = 1 << 20;
+    o->value_log_max_entries = 20 + (uint32_t)tu_randn(r, 2000);
+    o->verify_value_checksum = (int)tu_randn(r, 2);
+    o->auto_vlog_gc = (int)tu_randn(r, 2);
+    o->auto_vlog_gc_ratio = 0.2 + 0.6 * (double)tu_randn(r, 100) / 100.0;
     o->compact_l0_on_close = (int)tu_randn(r, 2);
     o->log_level = KV_LOG_ERROR;
     if (getenv("KV_MODEL_NO_BG")) o->num_compactors = 0; /* deterministic replay */
@@ -332,6 +341,11 @@ static void run_round(uint64_t seed, long ops)
             TU_OK(kv_flush(db, &err), &err);
         } else if (op < 905) {
             TU_OK(kv_compact_all(db, &err), &err);
+        } else if (op < 908) { /* value-log GC, any ratio */
+            kv_status st = kv_run_value_log_gc(db, 0.05 + 0.9 * (double)tu_randn(&r, 100) / 100.0,
+                                               &err);
+            ck_assert_msg(st == KV_OK || st == KV_NO_REWRITE || st == KV_BUSY, "gc: %s",
+                          err.msg);
         } else if (op < 915) { /* close and reopen: snapshots end */
             for (int s = 0; s < MAX_SNAPS; s++)
                 if (m.snaps[s].val) {

@@ -159,7 +159,7 @@ static long errors;
 static void fillrandom(kv_db *db, const bopts *o, const char *vb)
 {
     char k[64];
-    kv_batch *b = kv_batch_new();
+    kv_batch *b = kv_batch_new_for(db);
     kv_write_options wo = {o->sync};
     kv_err err;
     kv_status st;

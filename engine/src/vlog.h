@@ -1,0 +1,163 @@
+/*
+ * vlog.h - value logs: where values at or above ValueThreshold live
+ * (WiscKey / Badger's value log).  The LSM keeps a 16-byte pointer
+ * {file id, entry length, offset} in their place.
+ *
+ * Files NNNNNN.vlog in ValueDir are append-only.  The one "head" file is
+ * appended to by the group-commit leader; when it passes ValueLogFileSize
+ * or ValueLogMaxEntries it is sealed and a new head started, never
+ * splitting one batch across files.  The file table (sizes, entry counts,
+ * discard counts, state) is in the shared region; each process maps the
+ * files it reads, lazily, read-only.
+ *
+ * Ordering rules (why a pointer never dangles after a crash):
+ *  1. A batch's vlog entries are written before its WAL record.
+ *  2. With sync, vlog files are fsynced before the WAL record is written,
+ *     and the record says so (KV_WAL_F_VLOG_SYNCED); at replay a pointer
+ *     that does not resolve ends the log if the record was not synced and
+ *     is corruption if it was.
+ *  3. A memtable's table is installed only after every vlog byte it may
+ *     point to is synced (kv_vlog_sync).
+ *
+ * A file rewritten by value-log GC becomes "doomed": it is deleted once no
+ * reader in any process can reach it - every view that existed when GC
+ * finished is gone, and every registered snapshot is at or past the
+ * version of GC's last rewrite.
+ */
+#ifndef KV_VLOG_H
+#define KV_VLOG_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "env.h"
+#include "kv.h"
+#include "sync.h"
+#include "vlog_format.h"
+
+#define KV_VF_ACTIVE 1u  /* the head */
+#define KV_VF_SEALED 2u
+#define KV_VF_DOOMED 3u  /* rewritten by GC, waiting to be unreachable */
+
+typedef struct kv_vfile {
+    uint32_t fid;
+    uint32_t state;
+    uint64_t size;          /* bytes written, header included */
+    uint64_t synced;        /* bytes known durable */
+    uint64_t entries;
+    uint64_t discard;       /* bytes of entries known dead */
+    uint64_t doom_view;     /* doomed: every view with id <= this must be gone */
+    uint64_t doom_version;  /* doomed: the snapshot horizon must reach this */
+} kv_vfile;
+
+typedef struct kv_vlog_shared {
+    kv_mutex mu;            /* the file table; leaf lock */
+    uint64_t files;         /* heap offset of kv_vfile[cap] */
+    uint32_t n, cap;
+    uint32_t head;          /* fid of the head file, 0 before the first */
+    uint32_t gc_running;
+    _Atomic uint64_t deletion_epoch;
+    uint64_t discard_version; /* bumped on every discard change (DISCARD persistence) */
+    _Atomic uint64_t gc_runs, gc_rewritten_entries, gc_rewritten_bytes, gc_files_deleted;
+    _Atomic uint64_t value_reads, bytes_appended;
+} kv_vlog_shared;
+
+/* One mapped vlog file in this process. */
+typedef struct kv_vhandle {
+    uint32_t fid;
+    kv_file *file;
+    const uint8_t *map;
+    uint64_t map_len;       /* bytes mapped (may exceed the file) */
+    uint64_t known_size;    /* file size last seen */
+    _Atomic int32_t refs;   /* local users + 1 while cached */
+    struct kv_vhandle *next;
+} kv_vhandle;
+
+typedef struct kv_vcache {
+    pthread_mutex_t mu;
+    kv_vhandle *list;
+    _Atomic uint64_t seen_epoch;
+    kv_file *head_file;     /* this process's write handle on the head */
+    uint32_t head_fid;
+} kv_vcache;
+
+struct kv_db;
+
+/* ---- process handles ---- */
+void kv_vcache_init(kv_vcache *c);
+void kv_vcache_destroy(struct kv_db *db);
+
+/* ---- open / close (host) ---- */
+
+/* Finds the vlog files, removes empty ones that are not the last, trims
+ * the last one's torn tail (unless read-only), loads DISCARD.  Does not
+ * start a head: the first write does (kv_vlog_start_head at open). */
+kv_status kv_vlog_open(struct kv_db *db, kv_err *err);
+/* Starts a fresh head file (always done at open, unless read-only). */
+kv_status kv_vlog_start_head(struct kv_db *db, kv_err *err);
+/* Persists DISCARD (if changed) and syncs what is unsynced. */
+kv_status kv_vlog_close(struct kv_db *db, kv_err *err);
+
+/* ---- writing (group-commit leader) ---- */
+
+/* One batch's worth of vlog entries to place. */
+typedef struct kv_vlog_piece {
+    uint8_t *vbuf;          /* framed entries */
+    size_t vlen;
+    uint32_t n_entries;
+    uint8_t *rec;           /* the batch's WAL record, pointers get patched */
+    const uint32_t *ptrs;   /* triples: record offset of pointer, vbuf offset, frame length */
+    uint32_t n_ptrs;
+} kv_vlog_piece;
+
+/* Appends every piece to the head (rotating between pieces as needed),
+ * patches the pointers in the records, and with sync makes every vlog
+ * byte written so far durable.  *hw_fid and *hw_end get the furthest position
+ * written.  REQUIRES: caller is the leader. */
+kv_status kv_vlog_write(struct kv_db *db, kv_vlog_piece *pieces, int n, int sync,
+                        uint32_t *hw_fid, uint64_t *hw_end, kv_err *err);
+
+/* Seals the head and starts a new one (GC of the head; kv_flush).
+ * REQUIRES: caller is the leader. */
+kv_status kv_vlog_rotate(struct kv_db *db, kv_err *err);
+
+/* Makes every vlog byte written so far durable (flush thread, before a
+ * table that may point to them is installed). */
+kv_status kv_vlog_sync(struct kv_db *db, kv_err *err);
+
+/* ---- reading ---- */
+
+/* Resolves a pointer: maps the file if needed, checks bounds and the
+ * frame (the whole checksum when VerifyValueChecksum or verify), decodes
+ * the entry.  *pin must be released with kv_vlog_release.  KV_CORRUPTION
+ * with detail for a pointer to a missing file or beyond its end. */
+kv_status kv_vlog_read(struct kv_db *db, const kv_vptr *p, int verify, kv_vlog_entry *e,
+                       kv_vhandle **pin, kv_err *err);
+void kv_vlog_release(struct kv_db *db, kv_vhandle *h);
+
+/* A referenced handle on file fid mapped over at least [0, need). */
+kv_status kv_vlog_map(struct kv_db *db, uint32_t fid, uint64_t need, kv_vhandle **out,
+                      kv_err *err);
+
+/* Tells the kernel the entry will be read soon (iterator prefetch). */
+void kv_vlog_prefetch(struct kv_db *db, const kv_vptr *p);
+
+/* ---- discard statistics and GC (vlog_gc.c) ---- */
+
+/* Counts bytes of file fid as dead (compaction dropped their pointer). */
+void kv_vlog_discard(struct kv_db *db, uint32_t fid, uint64_t bytes);
+/* Deletes doomed files nobody can reach any more; returns how many. */
+int kv_vlog_reap(struct kv_db *db);
+/* Loads DISCARD into the file table (open, after kv_vlog_open). */
+kv_status kv_vlog_load_discard(struct kv_db *db, kv_err *err);
+/* Writes DISCARD if the counts changed since it was last written. */
+kv_status kv_vlog_persist_discard(struct kv_db *db, kv_err *err);
+/* Host: the background GC thread. */
+kv_status kv_vlog_gc_start(struct kv_db *db, kv_err *err);
+void kv_vlog_gc_stop(struct kv_db *db);
+
+/* Internal: the file-table entry of fid (vlog mu held), or NULL. */
+kv_vfile *kv_vlog_file(struct kv_db *db, uint32_t fid);
+
+#endif

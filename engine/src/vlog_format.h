@@ -1,0 +1,77 @@
+/*
+ * vlog_format.h - the bytes of a value-log file (NNNNNN.vlog) and of a
+ * value pointer.  Pure encoding and decoding, no I/O (fuzzed directly).
+ *
+ * File:  48-byte header (u32 magic "KVVL", u32 format version, u64 file id,
+ *        u64 encryption key id (0 = plain), 16-byte IV, u32 reserved,
+ *        u32 checksum of the first 44 bytes), then entries.
+ * Entry: a frame (frame.h) whose payload is
+ *        u8 meta | u8 user meta | uvarint key length | uvarint value length |
+ *        uvarint expires_at | key | value
+ * Value pointer (what the LSM stores instead of a large value): 16 bytes,
+ *        u32 file id | u32 entry length (whole frame) | u64 entry offset.
+ * Byte-exact description: doc/FORMATS.md.
+ */
+#ifndef KV_VLOG_FORMAT_H
+#define KV_VLOG_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coding.h"
+
+#define KV_VLOG_MAGIC 0x4C56564Bu /* "KVVL" */
+#define KV_VLOG_VERSION 1u
+#define KV_VLOG_HEADER_SIZE 48u
+#define KV_VPTR_SIZE 16u
+
+typedef struct kv_vptr {
+    uint32_t fid;
+    uint32_t len;     /* bytes of the whole entry frame */
+    uint64_t offset;  /* of the entry frame in the file */
+} kv_vptr;
+
+static inline void kv_vptr_encode(uint8_t *p, const kv_vptr *v)
+{
+    kv_put_u32(p, v->fid);
+    kv_put_u32(p + 4, v->len);
+    kv_put_u64(p + 8, v->offset);
+}
+
+/* 0 on success, -1 if n is not a pointer's size. */
+static inline int kv_vptr_decode(const uint8_t *p, size_t n, kv_vptr *v)
+{
+    if (n != KV_VPTR_SIZE) return -1;
+    v->fid = kv_get_u32(p);
+    v->len = kv_get_u32(p + 4);
+    v->offset = kv_get_u64(p + 8);
+    return 0;
+}
+
+/* A decoded entry; key and value point into the entry's bytes. */
+typedef struct kv_vlog_entry {
+    uint8_t meta, user_meta;
+    uint64_t expires_at;
+    const uint8_t *key, *value;
+    size_t klen, vlen;
+} kv_vlog_entry;
+
+/* Bytes of the framed entry for these sizes. */
+size_t kv_vlog_entry_size(size_t klen, size_t vlen, uint64_t expires_at);
+
+/* Writes the framed entry at out (kv_vlog_entry_size bytes); returns its
+ * size. */
+size_t kv_vlog_entry_encode(uint8_t *out, uint8_t meta, uint8_t user_meta,
+                            uint64_t expires_at, const void *key, size_t klen,
+                            const void *value, size_t vlen);
+
+/* Parses the framed entry in buf[0..n) (exactly one frame).  With verify,
+ * the payload checksum is checked too; the length check always is.
+ * 0 on success, -1 if malformed or (with verify) damaged. */
+int kv_vlog_entry_decode(const uint8_t *buf, size_t n, int verify, kv_vlog_entry *e);
+
+void kv_vlog_header_encode(uint8_t *hdr, uint64_t fid, uint64_t key_id, const uint8_t *iv);
+/* 0 if hdr[0..n) is a valid header (of file expect_fid unless 0). */
+int kv_vlog_header_check(const uint8_t *hdr, size_t n, uint64_t expect_fid);
+
+#endif

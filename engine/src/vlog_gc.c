@@ -1,0 +1,400 @@
+/*
+ * vlog_gc.c - discard statistics (DISCARD), value-log GC and the deferred
+ * deletion of rewritten files (see vlog.h).
+ *
+ * Discard statistics: compaction reports the vlog bytes of every entry it
+ * drops; the counts live in the shared file table and are persisted to
+ * DISCARD (advisory: a lost or damaged DISCARD only delays GC).
+ *
+ * GC of a file: every entry whose key's newest committed version still
+ * points at that exact entry is live and is written again - to the head,
+ * at a new version - through a conditional batch: the leader applies it
+ * only if each key's newest version is still the one GC saw, so a
+ * concurrent overwrite or delete always wins (no resurrection, no lost
+ * update; Badger issues #2286 and #2143).  Batches are small, so GC holds
+ * the writer for one batch at a time.  The file is then doomed and deleted
+ * once unreachable.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "coding.h"
+#include "db.h"
+#include "err.h"
+#include "frame.h"
+#include "hash.h"
+#include "ikey.h"
+#include "vlog.h"
+#include "writer.h"
+
+#define DISCARD_NAME "DISCARD"
+#define DISCARD_MAGIC 0x5344564Bu /* "KVDS" */
+#define GC_BATCH_BYTES (4u << 20)
+#define GC_BATCH_ENTRIES 500
+#define GC_MAX_FILES 8
+
+void kv_vlog_discard(kv_db *db, uint32_t fid, uint64_t bytes)
+{
+    kv_vlog_shared *v = &db->sh->vlog;
+    kv_vfile *f;
+    kv_mutex_lock(&v->mu);
+    f = kv_vlog_file(db, fid);
+    if (f && f->state != KV_VF_DOOMED) {
+        f->discard += bytes;
+        if (f->discard > f->size - KV_VLOG_HEADER_SIZE) f->discard = f->size - KV_VLOG_HEADER_SIZE;
+        v->discard_version++;
+    }
+    kv_mutex_unlock(&v->mu);
+}
+
+/* ---- DISCARD ---- */
+
+kv_status kv_vlog_persist_discard(kv_db *db, kv_err *err)
+{
+    kv_vlog_shared *v = &db->sh->vlog;
+    uint8_t *buf;
+    size_t n, off = 16;
+    uint64_t version;
+    kv_status st;
+    if (db->opt->in_memory || db->opt->read_only) return KV_OK;
+    kv_mutex_lock(&v->mu);
+    version = v->discard_version;
+    if (version == db->discard_persisted) {
+        kv_mutex_unlock(&v->mu);
+        return KV_OK;
+    }
+    n = 16 + (size_t)v->n * 16 + 8;
+    buf = malloc(n);
+    if (!buf) {
+        kv_mutex_unlock(&v->mu);
+        return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory writing DISCARD");
+    }
+    kv_put_u32(buf, DISCARD_MAGIC);
+    kv_put_u32(buf + 4, 1);
+    kv_put_u32(buf + 8, v->n);
+    kv_put_u32(buf + 12, 0);
+    {
+        kv_vfile *f = kv_at(db, v->files);
+        for (uint32_t i = 0; i < v->n; i++, off += 16) {
+            kv_put_u32(buf + off, f[i].fid);
+            kv_put_u32(buf + off + 4, 0);
+            kv_put_u64(buf + off + 8, f[i].discard);
+        }
+    }
+    kv_mutex_unlock(&v->mu);
+    kv_put_u64(buf + off, kv_checksum64(buf, off));
+    st = kv_env_write_file_atomic(db->env, db->vdir, DISCARD_NAME, buf, n, err);
+    free(buf);
+    if (st == KV_OK) db->discard_persisted = version;
+    return st;
+}
+
+kv_status kv_vlog_load_discard(kv_db *db, kv_err *err)
+{
+    char path[KV_PATH_MAX + 32];
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    uint32_t count;
+    kv_status st;
+    if (db->opt->in_memory) return KV_OK;
+    snprintf(path, sizeof path, "%s/%s", db->vdir, DISCARD_NAME);
+    if (!db->env->exists(db->env, path)) return KV_OK;
+    st = kv_env_read_file(db->env, path, &buf, &n, err);
+    if (st != KV_OK) return st;
+    if (n < 24 || kv_get_u32(buf) != DISCARD_MAGIC || kv_get_u32(buf + 4) != 1 ||
+        (count = kv_get_u32(buf + 8), n != 24 + (size_t)count * 16) ||
+        kv_get_u64(buf + n - 8) != kv_checksum64(buf, n - 8)) {
+        kv_log(db, KV_LOG_WARNING,
+               "\"%s\" is damaged; value-log discard statistics start from zero", path);
+        free(buf);
+        return KV_OK;
+    }
+    kv_mutex_lock(&db->sh->vlog.mu);
+    for (uint32_t i = 0; i < count; i++) {
+        kv_vfile *f = kv_vlog_file(db, kv_get_u32(buf + 16 + i * 16));
+        uint64_t d = kv_get_u64(buf + 16 + i * 16 + 8);
+        if (f) f->discard = d < f->size - KV_VLOG_HEADER_SIZE ? d : f->size - KV_VLOG_HEADER_SIZE;
+    }
+    db->discard_persisted = db->sh->vlog.discard_version;
+    kv_mutex_unlock(&db->sh->vlog.mu);
+    free(buf);
+    return KV_OK;
+}
+
+/* ---- deletion of doomed files ---- */
+
+int kv_vlog_reap(kv_db *db)
+{
+    kv_vlog_shared *v = &db->sh->vlog;
+    uint64_t oldest_view, horizon = kv_snap_horizon(db);
+    uint32_t dead[64];
+    int n = 0;
+    kv_mutex_lock(&db->sh->db_mu);
+    oldest_view = kv_view_oldest_id(db);
+    kv_mutex_unlock(&db->sh->db_mu);
+    kv_mutex_lock(&v->mu);
+    for (uint32_t i = 0; i < v->n && n < 64;) {
+        kv_vfile *f = (kv_vfile *)kv_at(db, v->files) + i;
+        if (f->state == KV_VF_DOOMED && oldest_view > f->doom_view &&
+            horizon >= f->doom_version) {
+            dead[n++] = f->fid;
+            *f = ((kv_vfile *)kv_at(db, v->files))[--v->n];
+            v->discard_version++;
+        } else
+            i++;
+    }
+    if (n) atomic_fetch_add(&v->deletion_epoch, 1);
+    kv_mutex_unlock(&v->mu);
+    for (int i = 0; i < n; i++) {
+        char path[KV_PATH_MAX + 32];
+        kv_err err;
+        kv_file_path(path, sizeof path, db->vdir, dead[i], "vlog");
+        if (db->env->remove(db->env, path, &err) != KV_OK)
+            kv_log(db, KV_LOG_WARNING, "could not remove rewritten value log: %s", err.msg);
+        else
+            kv_log(db, KV_LOG_INFO, "removed rewritten value log \"%s\"", path);
+    }
+    atomic_fetch_add(&v->gc_files_deleted, (uint64_t)n);
+    return n;
+}
+
+/* ---- GC ---- */
+
+typedef struct cand {
+    uint32_t fid;
+    double ratio;
+    uint64_t size;
+    int head;
+} cand;
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    return x->ratio < y->ratio ? 1 : x->ratio > y->ratio ? -1 : 0;
+}
+
+/* Writes b; on a conflict (a key changed since GC looked) retries entry by
+ * entry so that every entry still live is rewritten. */
+static kv_status gc_flush(kv_db *db, kv_batch *b, uint64_t *rewritten, kv_err *err)
+{
+    kv_status st;
+    if (!b->count) return KV_OK;
+    st = kv_write(db, NULL, b, NULL, err);
+    if (st == KV_OK) *rewritten += b->count;
+    else if (st == KV_CONFLICT) {
+        kv_batch *one = kv_batch_new_for(db);
+        st = one ? KV_OK : kv_seterr(err, KV_NO_MEMORY, 0, "out of memory in value-log GC");
+        for (uint32_t i = 0; i < b->count && st == KV_OK; i++) {
+            kv_batch_clear(one);
+            st = kv_batch_copy_entry(one, b, i, err);
+            if (st == KV_OK) st = kv_write(db, NULL, one, NULL, err);
+            if (st == KV_OK) (*rewritten)++;
+            else if (st == KV_CONFLICT) st = KV_OK; /* that key changed: nothing to keep */
+        }
+        kv_batch_free(one);
+    }
+    kv_batch_clear(b);
+    return st;
+}
+
+static kv_status rewrite_file(kv_db *db, uint32_t fid, uint64_t size, uint64_t *rewritten,
+                              uint64_t *bytes, kv_err *err)
+{
+    kv_vhandle *h;
+    kv_batch *b = kv_batch_new_for(db);
+    kv_vlog_entry e;
+    uint64_t off = KV_VLOG_HEADER_SIZE;
+    kv_status st;
+
+    if (!b) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory in value-log GC");
+    st = kv_vlog_map(db, fid, size, &h, err);
+    if (st != KV_OK) {
+        kv_batch_free(b);
+        return st;
+    }
+    while (off < size && st == KV_OK) {
+        size_t len = 0;
+        kv_frame_result r = kv_frame_next(h->map, size, off, &len);
+        kv_vstruct vs;
+        uint64_t version;
+        uint8_t ptrbuf[KV_VPTR_SIZE];
+        int found;
+        if (r != KV_FRAME_OK) {
+            if (r == KV_FRAME_CORRUPT)
+                kv_log(db, KV_LOG_WARNING, "value-log GC: file %u damaged at offset %llu; the "
+                       "rest of it is not rewritten", fid, (unsigned long long)off);
+            break;
+        }
+        if (kv_vlog_entry_decode(h->map + off, KV_FRAME_HDR + len, 1, &e) != 0) {
+            kv_log(db, KV_LOG_WARNING, "value-log GC: bad entry in file %u at offset %llu", fid,
+                   (unsigned long long)off);
+            off += KV_FRAME_HDR + len;
+            continue;
+        }
+        st = kv_lookup_newest(db, e.key, e.klen, &vs, ptrbuf, &version, &found, err);
+        if (st != KV_OK) break;
+        if (found && (vs.meta & KV_META_VALUE_PTR)) {
+            kv_vptr cur;
+            kv_vptr_decode(ptrbuf, KV_VPTR_SIZE, &cur);
+            if (cur.fid == fid && cur.offset == off && cur.len == KV_FRAME_HDR + len) {
+                /* live: the newest version is this very entry */
+                st = kv_batch_put_ex(b, e.key, e.klen, e.value, e.vlen, vs.user_meta,
+                                     vs.expires_at, err);
+                if (st == KV_OK) st = kv_batch_require_version(b, version, err);
+                *bytes += KV_FRAME_HDR + len;
+            }
+        }
+        off += KV_FRAME_HDR + len;
+        if (st == KV_OK && (b->count >= GC_BATCH_ENTRIES || b->vlen + b->len >= GC_BATCH_BYTES))
+            st = gc_flush(db, b, rewritten, err);
+    }
+    if (st == KV_OK) st = gc_flush(db, b, rewritten, err);
+    kv_vlog_release(db, h);
+    kv_batch_free(b);
+    return st;
+}
+
+kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
+{
+    kv_vlog_shared *v;
+    cand c[GC_MAX_FILES * 8];
+    int nc = 0;
+    kv_status st;
+    uint64_t rewritten = 0, bytes = 0;
+
+    if (!db) return kv_seterr(err, KV_INVALID, 0, "db is required");
+    st = kv_check_usable(db, err);
+    if (st != KV_OK) return st;
+    if (!(ratio > 0.0 && ratio < 1.0))
+        return kv_seterr(err, KV_INVALID, 0, "discard ratio must be in (0, 1), got %g", ratio);
+    if (db->opt->read_only) return kv_seterr(err, KV_READ_ONLY, 0, "database is read-only");
+    if (db->opt->in_memory) return kv_seterr(err, KV_NO_REWRITE, 0, "in-memory: no value log");
+    v = &db->sh->vlog;
+    kv_mutex_lock(&v->mu);
+    if (v->gc_running) {
+        kv_mutex_unlock(&v->mu);
+        return kv_seterr(err, KV_BUSY, 0, "another value-log GC is running");
+    }
+    {
+        kv_vfile *f = kv_at(db, v->files);
+        for (uint32_t i = 0; i < v->n && nc < (int)(sizeof c / sizeof c[0]); i++) {
+            uint64_t data = f[i].size - KV_VLOG_HEADER_SIZE;
+            double r;
+            if (f[i].state == KV_VF_DOOMED || data == 0) continue;
+            r = (double)f[i].discard / (double)data;
+            if (r < ratio) continue;
+            c[nc].fid = f[i].fid;
+            c[nc].ratio = r;
+            c[nc].size = f[i].size;
+            c[nc].head = f[i].fid == v->head;
+            nc++;
+        }
+    }
+    if (nc) v->gc_running = 1;
+    kv_mutex_unlock(&v->mu);
+    if (!nc) {
+        kv_vlog_reap(db);
+        return kv_seterr(err, KV_NO_REWRITE, 0,
+                         "no value-log file has at least %.0f%% discardable data", ratio * 100);
+    }
+    qsort(c, (size_t)nc, sizeof c[0], cand_cmp);
+    if (nc > GC_MAX_FILES) nc = GC_MAX_FILES;
+    st = KV_OK;
+    for (int i = 0; i < nc && st == KV_OK; i++) {
+        if (c[i].head) {
+            /* the best candidate is being appended to: seal it first */
+            st = kv_writer_rotate_vlog(db, err);
+            if (st != KV_OK) break;
+            kv_mutex_lock(&v->mu);
+            c[i].size = kv_vlog_file(db, c[i].fid)->size;
+            kv_mutex_unlock(&v->mu);
+        }
+        st = rewrite_file(db, c[i].fid, c[i].size, &rewritten, &bytes, err);
+        if (st == KV_OK) {
+            uint64_t view_id, version;
+            kv_vfile *f;
+            kv_mutex_lock(&db->sh->db_mu);
+            view_id = kv_view_current_id(db);
+            kv_mutex_unlock(&db->sh->db_mu);
+            version = kv_latest_version(db);
+            kv_mutex_lock(&v->mu);
+            f = kv_vlog_file(db, c[i].fid);
+            if (f) {
+                f->state = KV_VF_DOOMED;
+                f->doom_view = view_id;
+                f->doom_version = version;
+                v->discard_version++;
+            }
+            kv_mutex_unlock(&v->mu);
+            kv_log(db, KV_LOG_INFO, "value-log GC rewrote file %u (%.0f%% discardable)",
+                   c[i].fid, c[i].ratio * 100);
+        }
+    }
+    kv_mutex_lock(&v->mu);
+    v->gc_running = 0;
+    kv_mutex_unlock(&v->mu);
+    atomic_fetch_add(&v->gc_runs, 1);
+    atomic_fetch_add(&v->gc_rewritten_entries, rewritten);
+    atomic_fetch_add(&v->gc_rewritten_bytes, bytes);
+    kv_vlog_reap(db);
+    return st;
+}
+
+/* ---- the background thread (host) ---- */
+
+static void *gc_main(void *arg)
+{
+    kv_db *db = arg;
+    kv_shared *sh = db->sh;
+    kv_mutex_lock(&sh->vlog.mu);
+    while (!atomic_load(&sh->stopping)) {
+        kv_err err;
+        kv_cond_timedwait_ms(&sh->vlog_cv, &sh->vlog.mu, 1000);
+        if (atomic_load(&sh->stopping)) break;
+        kv_mutex_unlock(&sh->vlog.mu);
+        kv_vlog_reap(db);
+        if (kv_check_bg_error(db, NULL) == KV_OK) {
+            if (db->opt->auto_vlog_gc) {
+                kv_status st = kv_run_value_log_gc(db, db->opt->auto_vlog_gc_ratio, &err);
+                if (st != KV_OK && st != KV_NO_REWRITE && st != KV_BUSY && st != KV_CLOSED)
+                    kv_log(db, KV_LOG_WARNING, "automatic value-log GC failed: %s", err.msg);
+            }
+            if (kv_vlog_persist_discard(db, &err) != KV_OK)
+                kv_log(db, KV_LOG_WARNING, "could not write DISCARD: %s", err.msg);
+        }
+        kv_mutex_lock(&sh->vlog.mu);
+    }
+    kv_mutex_unlock(&sh->vlog.mu);
+    return NULL;
+}
+
+kv_status kv_vlog_gc_start(kv_db *db, kv_err *err)
+{
+    if (db->opt->in_memory || db->opt->read_only) return KV_OK;
+    if (pthread_create(&db->gc_thread, NULL, gc_main, db) != 0)
+        return kv_seterr(err, KV_IO, 0, "could not start the value-log GC thread");
+    db->gc_started = 1;
+    return KV_OK;
+}
+
+void kv_vlog_gc_stop(kv_db *db)
+{
+    if (!db->gc_started) return;
+    kv_mutex_lock(&db->sh->vlog.mu);
+    kv_cond_broadcast(&db->sh->vlog_cv);
+    kv_mutex_unlock(&db->sh->vlog.mu);
+    pthread_join(db->gc_thread, NULL);
+    db->gc_started = 0;
+}
+
+kv_status kv_vlog_close(kv_db *db, kv_err *err)
+{
+    kv_status st;
+    if (db->opt->in_memory || db->opt->read_only) return KV_OK;
+    kv_vlog_reap(db);
+    st = kv_vlog_sync(db, err);
+    if (st == KV_OK) st = kv_vlog_persist_discard(db, err);
+    return st;
+}

@@ -1,0 +1,619 @@
+/*
+ * test_vlog.c - key-value separation: values at or above ValueThreshold in
+ * value logs, rotation, recovery of torn or missing value logs, discard
+ * statistics, and value-log GC (space really reclaimed; concurrent writes
+ * and deletes never lost or resurrected; snapshots keep reading; the head
+ * file rotated when it is the best candidate).
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static void vopts(kv_options *o, const char *dir)
+{
+    tu_small_options(o, dir);
+    o->value_threshold = 100;
+    o->value_log_file_size = 1 << 20;
+    o->auto_vlog_gc = 0; /* tests run GC themselves */
+}
+
+static void value_of(char *v, size_t n, int key, int gen)
+{
+    for (size_t i = 0; i < n; i++) v[i] = (char)('A' + (key * 7 + gen * 13 + (int)i) % 57);
+}
+
+static kv_status put(kv_db *db, int key, int gen, size_t vlen, int sync)
+{
+    kv_batch *b = kv_batch_new_for(db);
+    kv_write_options wo = {sync};
+    char k[32], *v = malloc(vlen ? vlen : 1);
+    kv_err err;
+    kv_status st;
+    snprintf(k, sizeof k, "key-%06d", key);
+    value_of(v, vlen, key, gen);
+    kv_batch_put(b, k, strlen(k), v, vlen, &err);
+    st = kv_write(db, &wo, b, NULL, &err);
+    free(v);
+    kv_batch_free(b);
+    return st;
+}
+
+static void del(kv_db *db, int key)
+{
+    kv_batch *b = kv_batch_new_for(db);
+    char k[32];
+    kv_err err;
+    snprintf(k, sizeof k, "key-%06d", key);
+    TU_OK(kv_batch_delete(b, k, strlen(k), &err), &err);
+    TU_OK(kv_write(db, NULL, b, NULL, &err), &err);
+    kv_batch_free(b);
+}
+
+/* gen < 0: must be absent */
+static void check(kv_db *db, int key, int gen, size_t vlen, int in_vlog)
+{
+    char k[32], *v = malloc(vlen ? vlen : 1);
+    kv_buf buf = {0};
+    kv_entry_meta m;
+    kv_err err;
+    kv_status st;
+    snprintf(k, sizeof k, "key-%06d", key);
+    st = kv_get(db, NULL, k, strlen(k), &buf, &m, &err);
+    if (gen < 0) {
+        ck_assert_msg(st == KV_NOT_FOUND, "key %d should be absent: %s %s", key,
+                      kv_status_str(st), err.msg);
+    } else {
+        ck_assert_msg(st == KV_OK, "key %d: %s (%s)", key, kv_status_str(st), err.msg);
+        value_of(v, vlen, key, gen);
+        ck_assert_msg(buf.len == vlen && !memcmp(buf.data, v, vlen), "key %d: wrong value", key);
+        if (in_vlog >= 0) ck_assert_int_eq(m.in_vlog, in_vlog);
+    }
+    kv_buf_free(&buf);
+    free(v);
+}
+
+static uint64_t vlog_bytes(kv_db *db, int *nfiles)
+{
+    kv_stats st;
+    kv_get_stats(db, &st);
+    if (nfiles) *nfiles = (int)st.vlog_files;
+    return st.vlog_bytes;
+}
+
+START_TEST(test_values_separated)
+{
+    char *dir = tu_mkdtemp("vsep");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    kv_stats s0, s1;
+    kv_iter *it;
+    kv_iter_options io;
+    int n = 0;
+    vopts(&o, dir);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 2000; i++) TU_OK(put(db, i, 0, i % 2 ? 500 : 50, 0), NULL);
+    for (int i = 0; i < 2000; i += 13) check(db, i, 0, i % 2 ? 500 : 50, i % 2);
+    ck_assert(vlog_bytes(db, NULL) > 1000u * 500u);
+    TU_OK(kv_flush(db, &err), &err);
+    TU_OK(kv_compact_all(db, &err), &err);
+    for (int i = 0; i < 2000; i += 7) check(db, i, 0, i % 2 ? 500 : 50, i % 2);
+    /* values through an iterator */
+    TU_OK(kv_iter_new(db, NULL, &it, &err), &err);
+    for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it), n++) {
+        const void *v;
+        size_t vl;
+        TU_OK(kv_iter_value(it, &v, &vl, &err), &err);
+        ck_assert_uint_eq(vl, n % 2 ? 500 : 50);
+    }
+    kv_iter_free(it);
+    ck_assert_int_eq(n, 2000);
+    /* a key-only iterator never reads a value log */
+    kv_get_stats(db, &s0);
+    memset(&io, 0, sizeof io);
+    io.key_only = 1;
+    io.reverse = 1;
+    TU_OK(kv_iter_new(db, &io, &it, &err), &err);
+    n = 0;
+    for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it)) {
+        kv_entry_meta m;
+        const void *v;
+        size_t vl;
+        kv_iter_meta(it, &m);
+        ck_assert_int_eq(m.in_vlog, (1999 - n) % 2);
+        TU_ST(KV_INVALID, kv_iter_value(it, &v, &vl, &err), &err);
+        n++;
+    }
+    kv_iter_free(it);
+    kv_get_stats(db, &s1);
+    ck_assert_int_eq(n, 2000);
+    ck_assert_uint_eq(s1.vlog_value_reads, s0.vlog_value_reads);
+    TU_OK(kv_close(db, &err), &err);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 2000; i += 3) check(db, i, 0, i % 2 ? 500 : 50, i % 2);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_rotation)
+{
+    char *dir = tu_mkdtemp("vrot");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    kv_vlog_info vi[64];
+    int nf;
+    vopts(&o, dir);
+    o.value_log_max_entries = 500;
+    TU_OK(kv_open(&o, &db, &err), &err);
+    /* batches of 10 values of 10 KiB: 100 KiB each, 5 MiB in all */
+    for (int b = 0; b < 50; b++) {
+        kv_batch *bt = kv_batch_new_for(db);
+        char k[32], v[10240];
+        for (int i = 0; i < 10; i++) {
+            snprintf(k, sizeof k, "key-%06d", b * 10 + i);
+            value_of(v, sizeof v, b * 10 + i, 0);
+            TU_OK(kv_batch_put(bt, k, strlen(k), v, sizeof v, &err), &err);
+        }
+        TU_OK(kv_write(db, NULL, bt, NULL, &err), &err);
+        kv_batch_free(bt);
+    }
+    nf = kv_get_vlog_files(db, vi, 64);
+    ck_assert_msg(nf >= 5, "only %d value-log files", nf);
+    for (int i = 0; i < nf; i++) /* never split a batch: at most one batch past the limit */
+        ck_assert_msg(vi[i].size_bytes <= (uint64_t)o.value_log_file_size + 10 * 10300,
+                      "file %u has %llu bytes", vi[i].fid, (unsigned long long)vi[i].size_bytes);
+    for (int i = 0; i < 500; i += 11) check(db, i, 0, 10240, 1);
+    TU_OK(kv_close(db, &err), &err);
+    /* entry-count rotation */
+    tu_rmdir(dir);
+    mkdir(dir, 0700);
+    o.value_log_max_entries = 30;
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 300; i++) TU_OK(put(db, i, 0, 200, 0), NULL);
+    nf = kv_get_vlog_files(db, vi, 64);
+    ck_assert_msg(nf >= 10, "entry limit ignored: %d files", nf);
+    for (int i = 0; i < nf; i++) ck_assert(vi[i].entries <= 30);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+static char *last_vlog(const char *dir)
+{
+    char cmd[4200];
+    static char line[4200];
+    FILE *p;
+    snprintf(cmd, sizeof cmd, "ls %s/*.vlog 2>/dev/null | sort | tail -n 1", dir);
+    p = popen(cmd, "r");
+    line[0] = 0;
+    if (p) {
+        if (!fgets(line, sizeof line, p)) line[0] = 0;
+        pclose(p);
+    }
+    line[strcspn(line, "\n")] = 0;
+    return line[0] ? strdup(line) : NULL;
+}
+
+/* The WAL made it to disk but the value log's tail did not: recovery
+ * keeps the prefix whose values exist, and nothing dangles. */
+START_TEST(test_torn_vlog_tail)
+{
+    char *dir = tu_mkdtemp("vtorn");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    pid_t pid;
+    int status, present = 0;
+    char *vlog;
+    struct stat st;
+    vopts(&o, dir);
+    o.mem_table_size = 8 << 20;
+    o.value_log_file_size = 64 << 20;
+    pid = fork();
+    if (pid == 0) {
+        if (kv_open(&o, &db, &err) != KV_OK) _exit(2);
+        for (int i = 0; i < 400; i++)
+            if (put(db, i, 0, 1000, 0) != KV_OK) _exit(3);
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    vlog = last_vlog(dir);
+    ck_assert(vlog != NULL);
+    ck_assert_int_eq(stat(vlog, &st), 0);
+    /* cut the value log in the middle of the entry of key 300 */
+    ck_assert_int_eq(truncate(vlog, st.st_size - 100 * 1030 - 500), 0);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 400; i++) {
+        char k[32];
+        kv_status s2;
+        snprintf(k, sizeof k, "key-%06d", i);
+        s2 = kv_get(db, NULL, k, strlen(k), NULL, NULL, &err);
+        ck_assert_msg(s2 == KV_OK || s2 == KV_NOT_FOUND, "key %d: %s", i, err.msg);
+        if (s2 == KV_OK) {
+            ck_assert_msg(present == i, "key %d present after a missing one: a hole", i);
+            check(db, i, 0, 1000, 1);
+            present++;
+        }
+    }
+    ck_assert_msg(present >= 290 && present <= 300, "%d keys survived", present);
+    /* new writes go to a fresh file and work */
+    TU_OK(put(db, 5000, 1, 1000, 1), NULL);
+    check(db, 5000, 1, 1000, 1);
+    TU_OK(kv_close(db, &err), &err);
+    free(vlog);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+/* A synced write's value log cannot be torn: a damaged one is corruption. */
+START_TEST(test_synced_vlog_damage_is_corruption)
+{
+    char *dir = tu_mkdtemp("vsync");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    pid_t pid;
+    int status;
+    char *vlog;
+    struct stat st;
+    kv_status s2;
+    vopts(&o, dir);
+    o.mem_table_size = 8 << 20;
+    pid = fork();
+    if (pid == 0) {
+        if (kv_open(&o, &db, &err) != KV_OK) _exit(2);
+        for (int i = 0; i < 50; i++)
+            if (put(db, i, 0, 1000, 1) != KV_OK) _exit(3);
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    vlog = last_vlog(dir);
+    ck_assert(vlog && stat(vlog, &st) == 0);
+    ck_assert_int_eq(truncate(vlog, st.st_size - 3000), 0);
+    s2 = kv_open(&o, &db, &err);
+    ck_assert_msg(s2 == KV_CORRUPTION, "want corruption, got %s", kv_status_str(s2));
+    ck_assert_msg(strstr(err.msg, "value-log") || strstr(err.msg, "value log"), "message: %s",
+                  err.msg);
+    free(vlog);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_missing_vlog_file)
+{
+    char *dir = tu_mkdtemp("vmiss");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    kv_vlog_info vi[16];
+    char path[4200];
+    kv_status s2;
+    char k[32];
+    vopts(&o, dir);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 100; i++) TU_OK(put(db, i, 0, 500, 0), NULL);
+    TU_OK(kv_flush(db, &err), &err);
+    ck_assert(kv_get_vlog_files(db, vi, 16) >= 1);
+    TU_OK(kv_close(db, &err), &err);
+    snprintf(path, sizeof path, "%s/%06u.vlog", dir, vi[0].fid);
+    ck_assert_int_eq(unlink(path), 0);
+    TU_OK(kv_open(&o, &db, &err), &err); /* tables are fine */
+    snprintf(k, sizeof k, "key-%06d", 5);
+    s2 = kv_get(db, NULL, k, strlen(k), NULL, NULL, &err);
+    ck_assert_msg(s2 == KV_CORRUPTION, "want corruption, got %s", kv_status_str(s2));
+    ck_assert_msg(strstr(err.msg, ".vlog") && strstr(err.msg, "missing"), "message: %s",
+                  err.msg);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+/* GC until nothing is worth rewriting. */
+static void gc_all(kv_db *db, double ratio)
+{
+    kv_err err;
+    for (int round = 0; round < 50; round++) {
+        kv_status st = kv_run_value_log_gc(db, ratio, &err);
+        if (st == KV_NO_REWRITE) return;
+        ck_assert_msg(st == KV_OK, "gc: %s", err.msg);
+    }
+    ck_abort_msg("value-log GC never settled");
+}
+
+START_TEST(test_gc_reclaims_space)
+{
+    char *dir = tu_mkdtemp("vgc");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    const int n = 3000, vlen = 1000;
+    uint64_t before, after, live = (uint64_t)n / 2 * (vlen + 40);
+    int nf;
+    kv_stats st;
+    vopts(&o, dir);
+    o.value_threshold = 256;
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int gen = 0; gen < 3; gen++)
+        for (int i = 0; i < n; i++) TU_OK(put(db, i, gen, vlen, 0), NULL);
+    for (int i = 0; i < n; i += 2) del(db, i);
+    /* compaction drops the dead versions and counts their bytes */
+    TU_OK(kv_compact_all(db, &err), &err);
+    kv_get_stats(db, &st);
+    ck_assert_msg(st.vlog_discard_bytes > (uint64_t)n * vlen, "discard stats: %llu",
+                  (unsigned long long)st.vlog_discard_bytes);
+    before = vlog_bytes(db, &nf);
+    gc_all(db, 0.5);
+    TU_OK(kv_compact_all(db, &err), &err); /* drops versions GC superseded */
+    gc_all(db, 0.5);
+    kv_get_stats(db, &st);
+    ck_assert(st.vlog_gc_files_deleted > 0);
+    after = vlog_bytes(db, &nf);
+    ck_assert_msg(after <= live * 2 + (uint64_t)o.value_log_file_size,
+                  "value logs hold %llu bytes for %llu live bytes (before GC: %llu)",
+                  (unsigned long long)after, (unsigned long long)live,
+                  (unsigned long long)before);
+    for (int i = 0; i < n; i++) check(db, i, i % 2 ? 2 : -1, vlen, 1);
+    TU_OK(kv_close(db, &err), &err);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < n; i++) check(db, i, i % 2 ? 2 : -1, vlen, 1);
+    ck_assert(vlog_bytes(db, NULL) <= live * 2 + (uint64_t)o.value_log_file_size * 2);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_gc_nothing_to_do)
+{
+    char *dir = tu_mkdtemp("vnone");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    vopts(&o, dir);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    TU_ST(KV_NO_REWRITE, kv_run_value_log_gc(db, 0.5, &err), &err);
+    for (int i = 0; i < 100; i++) TU_OK(put(db, i, 0, 500, 0), NULL);
+    TU_ST(KV_NO_REWRITE, kv_run_value_log_gc(db, 0.5, &err), &err);
+    TU_ST(KV_INVALID, kv_run_value_log_gc(db, 1.5, &err), &err);
+    TU_ST(KV_INVALID, kv_run_value_log_gc(db, 0.0, &err), &err);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+/* All the garbage is in the head file: GC seals it and rewrites it. */
+START_TEST(test_gc_rotates_head)
+{
+    char *dir = tu_mkdtemp("vhead");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    kv_vlog_info vi[16];
+    int nf;
+    uint32_t head;
+    vopts(&o, dir);
+    o.value_log_file_size = 64 << 20;
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int gen = 0; gen < 4; gen++)
+        for (int i = 0; i < 200; i++) TU_OK(put(db, i, gen, 2000, 0), NULL);
+    TU_OK(kv_compact_all(db, &err), &err);
+    nf = kv_get_vlog_files(db, vi, 16);
+    ck_assert_int_eq(nf, 1);
+    head = vi[0].fid;
+    ck_assert(vi[0].discard_ratio > 0.6);
+    TU_OK(kv_run_value_log_gc(db, 0.5, &err), &err);
+    nf = kv_get_vlog_files(db, vi, 16);
+    for (int i = 0; i < nf; i++)
+        if (vi[i].fid == head) ck_assert_int_eq(vi[i].state, 3); /* rewritten */
+    for (int i = 0; i < 200; i++) check(db, i, 3, 2000, 1);
+    TU_OK(kv_close(db, &err), &err);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 200; i++) check(db, i, 3, 2000, 1);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+/* A snapshot taken before GC keeps reading its values; the rewritten
+ * file goes only after the snapshot is released. */
+START_TEST(test_gc_and_snapshots)
+{
+    char *dir = tu_mkdtemp("vsnap");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    kv_snapshot *snap;
+    kv_stats st;
+    vopts(&o, dir);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 300; i++) TU_OK(put(db, i, 0, 1500, 0), NULL);
+    TU_OK(kv_snapshot_acquire(db, &snap, &err), &err);
+    for (int i = 0; i < 300; i += 3) TU_OK(put(db, i, 1, 1500, 0), NULL);
+    TU_OK(kv_compact_all(db, &err), &err);
+    /* nothing dead yet for the snapshot's sake... but GC of what is may run */
+    kv_run_value_log_gc(db, 0.01, &err);
+    for (int i = 0; i < 300; i++) {
+        char k[32], v[1500];
+        kv_buf buf = {0};
+        kv_read_options ro = {kv_snapshot_version(snap), 1};
+        snprintf(k, sizeof k, "key-%06d", i);
+        TU_OK(kv_get(db, &ro, k, strlen(k), &buf, NULL, &err), &err);
+        value_of(v, sizeof v, i, 0);
+        ck_assert(buf.len == sizeof v && !memcmp(buf.data, v, sizeof v));
+        kv_buf_free(&buf);
+    }
+    kv_snapshot_release(snap);
+    TU_OK(kv_compact_all(db, &err), &err);
+    gc_all(db, 0.2);
+    kv_get_stats(db, &st);
+    for (int i = 0; i < 300; i++) check(db, i, i % 3 ? 0 : 1, 1500, 1);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+typedef struct race {
+    kv_db *db;
+    int n;
+    _Atomic int stop;
+    _Atomic int gen[400];  /* -1 deleted */
+    _Atomic int failed;
+    char why[600];
+} race;
+
+static void *race_writer(void *p)
+{
+    race *r = p;
+    tu_rng rng;
+    tu_rng_init(&rng, tu_seed() + 99);
+    while (!atomic_load(&r->stop)) {
+        int k = (int)tu_randn(&rng, (uint64_t)r->n), g = atomic_load(&r->gen[k]);
+        int ng = (g < 0 ? 0 : g) + 1;
+        if (tu_randn(&rng, 5) == 0) {
+            del(r->db, k);
+            atomic_store(&r->gen[k], -1 - ng); /* remember the generation */
+        } else {
+            if (put(r->db, k, ng, 700, 0) != KV_OK) {
+                atomic_store(&r->failed, 1);
+                break;
+            }
+            atomic_store(&r->gen[k], ng);
+        }
+    }
+    return NULL;
+}
+
+/* Writes and deletes race with GC: nothing lost, nothing resurrected. */
+START_TEST(test_gc_races_writers)
+{
+    char *dir = tu_mkdtemp("vrace");
+    kv_options o;
+    race r;
+    kv_err err;
+    pthread_t t;
+    long rounds = tu_scale(30);
+    memset(&r, 0, sizeof r);
+    vopts(&o, dir);
+    o.value_log_file_size = 1 << 20;
+    r.n = 400;
+    TU_OK(kv_open(&o, &r.db, &err), &err);
+    for (int i = 0; i < r.n; i++) {
+        TU_OK(put(r.db, i, 0, 700, 0), NULL);
+        atomic_store(&r.gen[i], 0);
+    }
+    pthread_create(&t, NULL, race_writer, &r);
+    for (long i = 0; i < rounds; i++) {
+        kv_status st;
+        TU_OK(kv_compact_all(r.db, &err), &err);
+        st = kv_run_value_log_gc(r.db, 0.3, &err);
+        ck_assert_msg(st == KV_OK || st == KV_NO_REWRITE, "gc: %s", err.msg);
+    }
+    atomic_store(&r.stop, 1);
+    pthread_join(t, NULL);
+    ck_assert(!atomic_load(&r.failed));
+    for (int i = 0; i < r.n; i++) {
+        int g = atomic_load(&r.gen[i]);
+        check(r.db, i, g < 0 ? -1 : g, 700, 1);
+    }
+    TU_OK(kv_close(r.db, &err), &err);
+    TU_OK(kv_open(&o, &r.db, &err), &err);
+    for (int i = 0; i < r.n; i++) {
+        int g = atomic_load(&r.gen[i]);
+        check(r.db, i, g < 0 ? -1 : g, 700, 1);
+    }
+    TU_OK(kv_close(r.db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_discard_persisted)
+{
+    char *dir = tu_mkdtemp("vdisc");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    kv_stats s1, s2;
+    vopts(&o, dir);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int gen = 0; gen < 2; gen++)
+        for (int i = 0; i < 300; i++) TU_OK(put(db, i, gen, 800, 0), NULL);
+    TU_OK(kv_compact_all(db, &err), &err);
+    kv_get_stats(db, &s1);
+    ck_assert(s1.vlog_discard_bytes > 0);
+    TU_OK(kv_close(db, &err), &err);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    kv_get_stats(db, &s2);
+    ck_assert_uint_eq(s2.vlog_discard_bytes, s1.vlog_discard_bytes);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+/* Two directories: LSM in Dir, values in ValueDir. */
+START_TEST(test_separate_value_dir)
+{
+    char *dir = tu_mkdtemp("vd1"), *vdir = tu_mkdtemp("vd2");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    char path[4200];
+    vopts(&o, dir);
+    snprintf(o.value_dir, sizeof o.value_dir, "%s", vdir);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 100; i++) TU_OK(put(db, i, 0, 400, 0), NULL);
+    TU_OK(kv_close(db, &err), &err);
+    snprintf(path, sizeof path, "ls %s/*.vlog >/dev/null 2>&1", vdir);
+    ck_assert_int_eq(system(path), 0);
+    snprintf(path, sizeof path, "ls %s/*.vlog >/dev/null 2>&1", dir);
+    ck_assert_int_ne(system(path), 0);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 100; i++) check(db, i, 0, 400, 1);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    tu_rmdir(vdir);
+    free(dir);
+    free(vdir);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("vlog");
+    TCase *tc = tcase_create("vlog");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_values_separated);
+    tcase_add_test(tc, test_rotation);
+    tcase_add_test(tc, test_torn_vlog_tail);
+    tcase_add_test(tc, test_synced_vlog_damage_is_corruption);
+    tcase_add_test(tc, test_missing_vlog_file);
+    tcase_add_test(tc, test_gc_reclaims_space);
+    tcase_add_test(tc, test_gc_nothing_to_do);
+    tcase_add_test(tc, test_gc_rotates_head);
+    tcase_add_test(tc, test_gc_and_snapshots);
+    tcase_add_test(tc, test_gc_races_writers);
+    tcase_add_test(tc, test_discard_persisted);
+    tcase_add_test(tc, test_separate_value_dir);
+    suite_add_tcase(s, tc);
+    tu_seed();
+    return tu_run(s);
+}
