@@ -1,12 +1,21 @@
 /*
  * skiplist.c - arena skiplist (see skiplist.h for the contract and
- * invariants).  Node layout inside the arena:
+ * invariants).
  *
- *   u64 value   (value offset << 32 | value length), atomic
- *   u32 key offset, u32 key length, u16 height, u16 pad
- *   u32 tower[height]  next-node offsets per level, atomic
+ * Layout.  Nodes are bump-allocated upwards from the start of the arena,
+ * key/value data downwards from its end, so the nodes - all a search
+ * touches, as long as key prefixes differ - sit densely together:
  *
- * Nodes are allocated with only the tower levels they use.
+ *   node: u64 key prefix (first 8 user-key bytes, big-endian, zero
+ *         padded), u32 data offset, u16 key length, u16 height,
+ *         u32 tower[height] (next-node offsets per level, atomic)
+ *   data: u64 value (value offset << 32 | value length, atomic), key bytes
+ *
+ * Comparing prefixes first decides almost every comparison of random keys
+ * without touching the key bytes; equal prefixes fall back to the full
+ * internal-key comparison.  With pointer-sized values a 64 MiB memtable
+ * holds ~850k entries, and this keeps a search's working set inside the
+ * CPU caches instead of one cache miss per visited node.
  */
 #include "skiplist.h"
 
@@ -15,11 +24,10 @@
 #include "ikey.h"
 
 typedef struct sl_node {
-    _Atomic uint64_t value;
-    uint32_t key_off;
-    uint32_t key_len;
+    uint64_t prefix;
+    uint32_t data;
+    uint16_t key_len;
     uint16_t height;
-    uint16_t pad;
     _Atomic uint32_t tower[KV_SL_MAX_HEIGHT];
 } sl_node;
 
@@ -35,24 +43,64 @@ static inline const uint8_t *bytes_at(const kv_sl *sl, uint32_t off)
     return (const uint8_t *)sl + off;
 }
 
+static inline _Atomic uint64_t *value_word(const kv_sl *sl, const sl_node *x)
+{
+    return (_Atomic uint64_t *)((char *)sl + x->data);
+}
+
+static inline const uint8_t *node_key(const kv_sl *sl, const sl_node *x)
+{
+    return bytes_at(sl, x->data + 8);
+}
+
 static inline uint32_t next_of(const kv_sl *sl, uint32_t node, int level)
 {
     return atomic_load_explicit(&node_at(sl, node)->tower[level], memory_order_acquire);
 }
 
-size_t kv_sl_put_cost(size_t klen, size_t vlen)
+/* The first 8 bytes of the user key as a big-endian number (zero padded):
+ * unequal prefixes order keys exactly as kv_ikey_cmp does. */
+static inline uint64_t key_prefix(const uint8_t *ikey, size_t n)
 {
-    return NODE_HDR + 4 * KV_SL_MAX_HEIGHT + 8 + klen + vlen;
+    size_t un = n - KV_TS_SIZE;
+    uint64_t p = 0;
+    if (un >= 8) {
+        memcpy(&p, ikey, 8);
+        return __builtin_bswap64(p);
+    }
+    for (size_t i = 0; i < 8; i++) p = (p << 8) | (i < un ? ikey[i] : 0);
+    return p;
 }
 
-/* Bump-allocates n bytes aligned to align; 0 if full.  Writer only. */
-static uint32_t arena_alloc(kv_sl *sl, size_t n, size_t align)
+size_t kv_sl_put_cost(size_t klen, size_t vlen)
 {
-    uint64_t used = atomic_load_explicit(&sl->used, memory_order_relaxed);
-    uint64_t off = (used + align - 1) & ~(uint64_t)(align - 1);
-    if (off + n > sl->cap) return 0;
-    atomic_store_explicit(&sl->used, off + n, memory_order_release);
+    return NODE_HDR + 4 * KV_SL_MAX_HEIGHT + 8 + 8 + klen + 8 + vlen;
+}
+
+/* Bump allocators: nodes up from node_top, data down from data_bottom.
+ * Writer only; `used` is published for kv_sl_used. */
+static uint32_t alloc_node(kv_sl *sl, size_t n)
+{
+    uint64_t off = (sl->node_top + 7) & ~(uint64_t)7;
+    if (off + n > sl->data_bottom) return 0;
+    sl->node_top = off + n;
     return (uint32_t)off;
+}
+
+static uint32_t alloc_data(kv_sl *sl, size_t n, size_t align)
+{
+    uint64_t off;
+    if (n > sl->data_bottom) return 0;
+    off = (sl->data_bottom - n) & ~(uint64_t)(align - 1);
+    if (off < sl->node_top) return 0;
+    sl->data_bottom = off;
+    return (uint32_t)off;
+}
+
+static void publish_used(kv_sl *sl)
+{
+    atomic_store_explicit(&sl->used, sl->node_top + (sl->cap - sl->data_bottom),
+                          memory_order_release);
 }
 
 kv_sl *kv_sl_init(void *mem, uint64_t cap, uint64_t seed)
@@ -61,12 +109,14 @@ kv_sl *kv_sl_init(void *mem, uint64_t cap, uint64_t seed)
     sl_node *head;
     memset(sl, 0, sizeof *sl);
     sl->cap = cap;
-    atomic_store(&sl->used, sizeof *sl);
+    sl->node_top = sizeof *sl;
+    sl->data_bottom = cap;
     sl->rng = seed | 1;
-    sl->head = arena_alloc(sl, NODE_HDR + 4 * KV_SL_MAX_HEIGHT, 8);
+    sl->head = alloc_node(sl, NODE_HDR + 4 * KV_SL_MAX_HEIGHT);
     head = node_at(sl, sl->head);
     memset(head, 0, NODE_HDR + 4 * KV_SL_MAX_HEIGHT);
     head->height = KV_SL_MAX_HEIGHT;
+    publish_used(sl);
     atomic_store(&sl->height, 1);
     atomic_store(&sl->count, 0);
     atomic_store(&sl->data_bytes, 0);
@@ -90,10 +140,18 @@ static int random_height(kv_sl *sl)
     return h;
 }
 
-static inline int cmp_node(const kv_sl *sl, uint32_t node, const uint8_t *key, size_t n)
+/* Compares node with (key, its prefix kp). */
+static inline int cmp_node_p(const kv_sl *sl, uint32_t node, const uint8_t *key, size_t n,
+                             uint64_t kp)
 {
     const sl_node *x = node_at(sl, node);
-    return kv_ikey_cmp(bytes_at(sl, x->key_off), x->key_len, key, n);
+    if (x->prefix != kp) return x->prefix < kp ? -1 : 1;
+    return kv_ikey_cmp(node_key(sl, x), x->key_len, key, n);
+}
+
+static inline int cmp_node(const kv_sl *sl, uint32_t node, const uint8_t *key, size_t n)
+{
+    return cmp_node_p(sl, node, key, n, key_prefix(key, n));
 }
 
 /* Finds, per level, the last node < key (prev) and its successor (next).
@@ -110,12 +168,13 @@ static int find_splice(kv_sl *sl, const uint8_t *key, size_t n, uint32_t *prev, 
     int height = (int)atomic_load_explicit(&sl->height, memory_order_relaxed);
     uint32_t x = sl->head;
     int level, start = height - 1;
+    uint64_t kp = key_prefix(key, n);
     *found = 0;
-    if (sl->finger_valid && cmp_node(sl, sl->finger[0], key, n) < 0) {
+    if (sl->finger_valid && cmp_node_p(sl, sl->finger[0], key, n, kp) < 0) {
         int l;
         for (l = 0; l < (int)sl->finger_valid; l++) {
             uint32_t nx = next_of(sl, sl->finger[l], l);
-            if (!nx || cmp_node(sl, nx, key, n) >= 0) break;
+            if (!nx || cmp_node_p(sl, nx, key, n, kp) >= 0) break;
         }
         if (l < (int)sl->finger_valid) {
             /* the splice brackets key from level l up */
@@ -133,7 +192,7 @@ static int find_splice(kv_sl *sl, const uint8_t *key, size_t n, uint32_t *prev, 
             int c;
             nx = next_of(sl, x, level);
             if (!nx) break;
-            c = cmp_node(sl, nx, key, n);
+            c = cmp_node_p(sl, nx, key, n, kp);
             if (c < 0) {
                 x = nx;
                 continue;
@@ -150,36 +209,40 @@ static int find_splice(kv_sl *sl, const uint8_t *key, size_t n, uint32_t *prev, 
 
 int kv_sl_put(kv_sl *sl, const uint8_t *key, size_t klen, const uint8_t *vs, size_t vlen)
 {
-    uint32_t prev[KV_SL_MAX_HEIGHT], next[KV_SL_MAX_HEIGHT], found, voff, koff, noff;
+    uint32_t prev[KV_SL_MAX_HEIGHT], next[KV_SL_MAX_HEIGHT], found, voff, doff, noff;
+    uint64_t top0 = sl->node_top, bottom0 = sl->data_bottom;
     int h, height, i;
     sl_node *node;
-    uint64_t used0 = atomic_load_explicit(&sl->used, memory_order_relaxed);
 
+    if (klen > UINT16_MAX) return -1;
     if (find_splice(sl, key, klen, prev, next, &found)) {
-        voff = arena_alloc(sl, vlen ? vlen : 1, 1);
+        voff = alloc_data(sl, vlen ? vlen : 1, 1);
         if (!voff) return -1;
         memcpy((uint8_t *)sl + voff, vs, vlen);
-        atomic_store_explicit(&node_at(sl, found)->value, ((uint64_t)voff << 32) | vlen,
+        atomic_store_explicit(value_word(sl, node_at(sl, found)), ((uint64_t)voff << 32) | vlen,
                               memory_order_release);
         atomic_fetch_add_explicit(&sl->data_bytes, vlen, memory_order_relaxed);
+        publish_used(sl);
         return 0;
     }
     h = random_height(sl);
-    noff = arena_alloc(sl, NODE_HDR + 4 * (size_t)h, 8);
-    koff = noff ? arena_alloc(sl, klen, 1) : 0;
-    voff = koff ? arena_alloc(sl, vlen ? vlen : 1, 1) : 0;
+    noff = alloc_node(sl, NODE_HDR + 4 * (size_t)h);
+    doff = noff ? alloc_data(sl, 8 + klen, 8) : 0;
+    voff = doff ? alloc_data(sl, vlen ? vlen : 1, 1) : 0;
     if (!voff) {
-        atomic_store_explicit(&sl->used, used0, memory_order_release);
+        sl->node_top = top0;
+        sl->data_bottom = bottom0;
         return -1;
     }
-    memcpy((uint8_t *)sl + koff, key, klen);
+    memcpy((uint8_t *)sl + doff + 8, key, klen);
     memcpy((uint8_t *)sl + voff, vs, vlen);
     node = node_at(sl, noff);
-    node->key_off = koff;
-    node->key_len = (uint32_t)klen;
+    node->prefix = key_prefix(key, klen);
+    node->data = doff;
+    node->key_len = (uint16_t)klen;
     node->height = (uint16_t)h;
-    node->pad = 0;
-    atomic_store_explicit(&node->value, ((uint64_t)voff << 32) | vlen, memory_order_relaxed);
+    atomic_store_explicit(value_word(sl, node), ((uint64_t)voff << 32) | vlen,
+                          memory_order_relaxed);
     height = (int)atomic_load_explicit(&sl->height, memory_order_relaxed);
     for (i = height; i < h; i++) {
         prev[i] = sl->head;
@@ -197,6 +260,7 @@ int kv_sl_put(kv_sl *sl, const uint8_t *key, size_t klen, const uint8_t *vs, siz
     sl->finger_valid = (uint32_t)(h > height ? h : height);
     atomic_fetch_add_explicit(&sl->count, 1, memory_order_release);
     atomic_fetch_add_explicit(&sl->data_bytes, klen + vlen, memory_order_relaxed);
+    publish_used(sl);
     return 0;
 }
 
@@ -218,12 +282,13 @@ static uint32_t find_less(const kv_sl *sl, const uint8_t *key, size_t n, int or_
 {
     uint32_t x = sl->head, nx = 0;
     int level = (int)atomic_load_explicit(&((kv_sl *)sl)->height, memory_order_acquire) - 1;
+    uint64_t kp = key_prefix(key, n);
     for (; level >= 0; level--) {
         for (;;) {
             int c;
             nx = next_of(sl, x, level);
             if (!nx) break;
-            c = cmp_node(sl, nx, key, n);
+            c = cmp_node_p(sl, nx, key, n, kp);
             if (c < 0 || (or_equal && c == 0)) x = nx;
             else break;
         }
@@ -271,7 +336,7 @@ void kv_sl_iter_prev(kv_sl_iter *it)
     uint32_t p;
     if (!it->node) return;
     x = node_at(it->sl, it->node);
-    p = find_less(it->sl, bytes_at(it->sl, x->key_off), x->key_len, 0, NULL);
+    p = find_less(it->sl, node_key(it->sl, x), x->key_len, 0, NULL);
     it->node = p == it->sl->head ? 0 : p;
 }
 
@@ -279,12 +344,13 @@ const uint8_t *kv_sl_iter_key(const kv_sl_iter *it, size_t *n)
 {
     const sl_node *x = node_at(it->sl, it->node);
     *n = x->key_len;
-    return bytes_at(it->sl, x->key_off);
+    return node_key(it->sl, x);
 }
 
 const uint8_t *kv_sl_iter_value(const kv_sl_iter *it, size_t *n)
 {
-    uint64_t v = atomic_load_explicit(&node_at(it->sl, it->node)->value, memory_order_acquire);
+    uint64_t v = atomic_load_explicit(value_word(it->sl, node_at(it->sl, it->node)),
+                                      memory_order_acquire);
     *n = (size_t)(uint32_t)v;
     return bytes_at(it->sl, (uint32_t)(v >> 32));
 }

@@ -2,11 +2,12 @@
  * skiplist.h - the memtable's ordered index: an arena skiplist in the
  * shared region (as Badger's skl).
  *
- * A kv_sl sits at the start of a fixed-size arena; nodes, keys and value
- * structs are bump-allocated after it and never freed individually (the
- * whole arena is recycled when the memtable is gone).  Every reference is
- * a 32-bit offset from the kv_sl itself, so the list works wherever each
- * process maps the region.
+ * A kv_sl sits at the start of a fixed-size arena; nodes are
+ * bump-allocated upwards after it and keys and value structs downwards
+ * from the arena's end, never freed individually (the whole arena is
+ * recycled when the memtable is gone).  Every reference is a 32-bit offset
+ * from the kv_sl itself, so the list works wherever each process maps the
+ * region.
  *
  * Thread safety: ONE writer at a time (the group-commit leader, whatever
  * process it is in; writers are serialised by the write queue, which also
@@ -34,7 +35,9 @@
 
 typedef struct kv_sl {
     uint64_t cap;               /* bytes of the arena, this header included */
-    _Atomic uint64_t used;      /* bump pointer, offset from the kv_sl */
+    _Atomic uint64_t used;      /* bytes allocated (nodes + data), for kv_sl_used */
+    uint64_t node_top;          /* writer-only: nodes grow up from here */
+    uint64_t data_bottom;       /* writer-only: keys and values grow down to here */
     _Atomic uint32_t height;    /* current list height (1..MAX) */
     uint32_t head;              /* offset of the head node */
     uint64_t rng;               /* writer-only random state */

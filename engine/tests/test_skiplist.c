@@ -200,14 +200,27 @@ static void check_seek(const kv_sl *sl, const model *m, const uint8_t *k, size_t
  * level 0), so bad splices above level 0 are invisible to the API and
  * only cost speed; this walks every level using the node layout that
  * skiplist.c documents:
- *   u64 value | u32 key offset | u32 key length | u16 height | u16 pad |
- *   u32 tower[height] */
+ *   u64 key prefix | u32 data offset | u16 key length | u16 height |
+ *   u32 tower[height]; data = u64 value word, then the key bytes */
 typedef struct node_view {
-    uint64_t value;
-    uint32_t key_off, key_len;
-    uint16_t height, pad;
+    uint64_t prefix;
+    uint32_t data;
+    uint16_t key_len, height;
     uint32_t tower[KV_SL_MAX_HEIGHT];
 } node_view;
+
+static const uint8_t *nv_key(const kv_sl *sl, const node_view *n)
+{
+    return (const uint8_t *)sl + n->data + 8;
+}
+
+/* The prefix must be the first 8 user-key bytes, big-endian, zero padded. */
+static uint64_t want_prefix(const uint8_t *k, size_t n)
+{
+    uint64_t p = 0;
+    for (size_t i = 0; i < 8; i++) p = (p << 8) | (i + 8 < n ? k[i] : 0);
+    return p;
+}
 
 static const node_view *nv(const kv_sl *sl, uint32_t off)
 {
@@ -227,12 +240,15 @@ static void check_levels(const kv_sl *sl)
         }
         for (; x; x = nv(sl, x)->tower[l]) {
             const node_view *n = nv(sl, x);
-            REQUIRE(x < kv_sl_used(sl) && n->height > l && n->height <= KV_SL_MAX_HEIGHT,
+            REQUIRE(x < sl->node_top && n->height > l && n->height <= KV_SL_MAX_HEIGHT,
                     "level %u: node %u of height %u", l, x, n->height);
+            REQUIRE(n->data >= sl->data_bottom && n->data + 8u + n->key_len <= sl->cap,
+                    "level %u: node %u data outside the data area", l, x);
+            REQUIRE(n->prefix == want_prefix(nv_key(sl, n), n->key_len),
+                    "level %u: node %u has a wrong key prefix", l, x);
             if (prev) {
                 const node_view *p = nv(sl, prev);
-                REQUIRE(kv_ikey_cmp((const uint8_t *)sl + p->key_off, p->key_len,
-                                    (const uint8_t *)sl + n->key_off, n->key_len) < 0,
+                REQUIRE(kv_ikey_cmp(nv_key(sl, p), p->key_len, nv_key(sl, n), n->key_len) < 0,
                         "level %u is not sorted (node %u before node %u)", l, prev, x);
             }
             if (l == 0)
