@@ -9,6 +9,7 @@
 
 #include "db.h"
 #include "err.h"
+#include "hash.h"
 #include "wal.h"
 
 kv_sl *kv_mt_sl(kv_db *db, const kv_memtable *mt)
@@ -183,6 +184,7 @@ int kv_mt_get(kv_db *db, const kv_memtable *mt, const uint8_t *ukey, size_t n,
     size_t kl, vl;
     int found = 0;
 
+    if (!kv_sl_may_contain(kv_mt_sl(db, mt), kv_key_hash(ukey, n))) return 0;
     if (n + KV_TS_SIZE > sizeof small) {
         seek = malloc(n + KV_TS_SIZE);
         if (!seek) return 0;

@@ -21,6 +21,7 @@
 
 #include <string.h>
 
+#include "hash.h"
 #include "ikey.h"
 
 typedef struct sl_node {
@@ -116,12 +117,48 @@ kv_sl *kv_sl_init(void *mem, uint64_t cap, uint64_t seed)
     head = node_at(sl, sl->head);
     memset(head, 0, NODE_HDR + 4 * KV_SL_MAX_HEIGHT);
     head->height = KV_SL_MAX_HEIGHT;
+    /* bloom filter: 1/64 of the arena (8 bits per byte of arena / 8),
+     * e.g. 8 Mi bits for 64 MiB - about 10 bits per key when values are
+     * pointers, more when they are inline */
+    sl->bloom_bits = 1u << 12; /* the largest power of two <= cap / 8 */
+    while ((uint64_t)sl->bloom_bits * 16 <= cap && sl->bloom_bits < (1u << 30)) sl->bloom_bits <<= 1;
+    sl->bloom = alloc_node(sl, sl->bloom_bits / 8);
+    if (sl->bloom) memset((uint8_t *)sl + sl->bloom, 0, sl->bloom_bits / 8);
+    else sl->bloom_bits = 0;
     publish_used(sl);
     atomic_store(&sl->height, 1);
     atomic_store(&sl->count, 0);
     atomic_store(&sl->data_bytes, 0);
     sl->finger_valid = 0;
     return sl;
+}
+
+#define BLOOM_PROBES 6
+
+static void bloom_add(kv_sl *sl, uint64_t h)
+{
+    _Atomic uint8_t *bits = (_Atomic uint8_t *)((uint8_t *)sl + sl->bloom);
+    uint64_t delta = (h >> 17) | (h << 47) | 1;
+    uint32_t mask = sl->bloom_bits - 1;
+    if (!sl->bloom_bits) return;
+    for (int i = 0; i < BLOOM_PROBES; i++, h += delta) {
+        uint32_t b = (uint32_t)h & mask;
+        atomic_fetch_or_explicit(&bits[b >> 3], (uint8_t)(1u << (b & 7)), memory_order_relaxed);
+    }
+}
+
+int kv_sl_may_contain(const kv_sl *sl, uint64_t h)
+{
+    const _Atomic uint8_t *bits = (const _Atomic uint8_t *)((const uint8_t *)sl + sl->bloom);
+    uint64_t delta = (h >> 17) | (h << 47) | 1;
+    uint32_t mask = sl->bloom_bits - 1;
+    if (!sl->bloom_bits) return 1;
+    for (int i = 0; i < BLOOM_PROBES; i++, h += delta) {
+        uint32_t b = (uint32_t)h & mask;
+        if (!(atomic_load_explicit(&bits[b >> 3], memory_order_relaxed) & (1u << (b & 7))))
+            return 0;
+    }
+    return 1;
 }
 
 static int random_height(kv_sl *sl)
@@ -236,6 +273,7 @@ int kv_sl_put(kv_sl *sl, const uint8_t *key, size_t klen, const uint8_t *vs, siz
     }
     memcpy((uint8_t *)sl + doff + 8, key, klen);
     memcpy((uint8_t *)sl + voff, vs, vlen);
+    bloom_add(sl, kv_key_hash(key, klen - KV_TS_SIZE));
     node = node_at(sl, noff);
     node->prefix = key_prefix(key, klen);
     node->data = doff;

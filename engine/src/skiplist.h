@@ -43,6 +43,8 @@ typedef struct kv_sl {
     uint64_t rng;               /* writer-only random state */
     _Atomic uint64_t count;     /* nodes inserted */
     _Atomic uint64_t data_bytes;/* key + value bytes inserted */
+    uint32_t bloom;             /* offset of the user-key bloom filter */
+    uint32_t bloom_bits;        /* its size in bits (a power of two) */
     /* writer-only finger (last insert's predecessors) */
     uint32_t finger[KV_SL_MAX_HEIGHT];
     uint32_t finger_valid;
@@ -57,6 +59,11 @@ kv_sl *kv_sl_init(void *mem, uint64_t cap, uint64_t seed);
 /* Inserts or replaces.  Returns 0, or -1 if the arena has no room (nothing
  * changed).  REQUIRES: caller is the single writer. */
 int kv_sl_put(kv_sl *sl, const uint8_t *ikey, size_t klen, const uint8_t *vs, size_t vlen);
+
+/* 0 if no entry of this user key was ever inserted (bloom filter over the
+ * user keys, set before a node is linked, so a reader that can see an
+ * entry also sees its bits).  hash = kv_key_hash(user key). */
+int kv_sl_may_contain(const kv_sl *sl, uint64_t hash);
 
 /* Bytes of arena in use. */
 static inline uint64_t kv_sl_used(const kv_sl *sl)

@@ -453,41 +453,64 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Scans a file's frames: *valid_end is where the valid prefix ends,
- * *entries how many entries it holds.  KV_CORRUPTION for damage followed
- * by more data in the last file is reported as a torn tail there (the
- * writer never synced it) but as corruption elsewhere. */
+/* Finds where the valid prefix of a file's frames ends (*valid_end) and how
+ * many entries it holds, through a read-only mapping.  Frames are walked
+ * by their length checks; payload checksums are verified only over the
+ * last VERIFY_TAIL bytes, where a write cut short by a crash can be - an
+ * older damaged entry is found when it is read (or by kvctl check) and
+ * cannot hide the end.  Damage with more data after it is a torn tail in
+ * the last file (its unsynced part) and corruption in any other. */
+#define VERIFY_TAIL (4u << 20)
+
 static kv_status scan_file(kv_db *db, const char *path, uint32_t fid, int last,
                            uint64_t *valid_end, uint64_t *entries, uint64_t *file_size,
                            kv_err *err)
 {
-    uint8_t *data = NULL;
-    size_t n = 0, off = KV_VLOG_HEADER_SIZE;
-    kv_status st = kv_env_read_file(db->env, path, &data, &n, err);
+    kv_file *f;
+    const uint8_t *m = NULL;
+    uint64_t n = 0, off = KV_VLOG_HEADER_SIZE, verify_from;
+    kv_status st = db->env->open(db->env, path, KV_O_READ, &f, err);
     if (st != KV_OK) return st;
+    st = db->env->size(f, &n, err);
+    if (st == KV_OK && n) st = db->env->map(f, n, &m, err);
+    if (st != KV_OK) {
+        db->env->close(f);
+        return st;
+    }
     *file_size = n;
     *entries = 0;
-    if (n < KV_VLOG_HEADER_SIZE || kv_vlog_header_check(data, n, fid) != 0) {
-        free(data);
-        *valid_end = 0;
-        return KV_OK; /* header never completed: an empty file */
-    }
+    *valid_end = 0;
+    if (n < KV_VLOG_HEADER_SIZE || kv_vlog_header_check(m, (size_t)n, fid) != 0)
+        goto done; /* header never completed: an empty file */
+    db->env->advise(m, n, 1);
+    verify_from = n > VERIFY_TAIL ? n - VERIFY_TAIL : 0;
     for (;;) {
         size_t len = 0;
-        kv_frame_result r = kv_frame_next(data, n, off, &len);
+        kv_frame_result r;
+        if (off >= verify_from) {
+            r = kv_frame_next(m, (size_t)n, (size_t)off, &len);
+        } else if (n - off >= KV_FRAME_HDR && kv_frame_len_ok(m + off) &&
+                   kv_get_u32(m + off) <= n - off - KV_FRAME_HDR) {
+            len = kv_get_u32(m + off);
+            r = KV_FRAME_OK;
+        } else {
+            r = kv_frame_next(m, (size_t)n, (size_t)off, &len); /* classify it properly */
+        }
         if (r == KV_FRAME_END || r == KV_FRAME_TORN) break;
         if (r == KV_FRAME_CORRUPT) {
             if (last) break; /* unsynced garbage after a crash */
-            free(data);
-            return kv_seterr(err, KV_CORRUPTION, 0, "value log \"%s\": damaged entry at offset %zu",
-                             path, off);
+            st = kv_seterr(err, KV_CORRUPTION, 0, "value log \"%s\": damaged entry at offset %llu",
+                           path, (unsigned long long)off);
+            goto done;
         }
         off += KV_FRAME_HDR + len;
         (*entries)++;
     }
-    free(data);
     *valid_end = off;
-    return KV_OK;
+done:
+    if (m) db->env->unmap(f, m, n);
+    db->env->close(f);
+    return st;
 }
 
 kv_status kv_vlog_open(kv_db *db, kv_err *err)
