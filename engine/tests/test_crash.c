@@ -10,8 +10,16 @@
  * got out before dying), reopens and checks.  Both synced and unsynced
  * writes must survive a process crash (the WAL is written before a write
  * returns).
+ *
+ * The value-log variant puts every value in value logs (small files, so
+ * they rotate all the time), deletes earlier batches as it goes, and runs
+ * value-log GC in a second thread of the child, so kills land during
+ * vlog writes, rotations and GC rewrites: acknowledged batches must be
+ * there, acknowledged deletes must stay deleted.
  */
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -37,17 +45,34 @@ static void value_of(char *v, size_t *len, uint64_t b, int i)
     *len = n;
 }
 
-static void child(const kv_options *o, uint64_t first, int fd, int sync)
+/* Batch n of the value-log variant also deletes batch n - 3. */
+#define DELETE_LAG 3
+
+static void *gc_loop(void *p)
+{
+    kv_db *db = p;
+    kv_err err;
+    for (;;) {
+        kv_compact_all(db, &err);
+        kv_run_value_log_gc(db, 0.2, &err);
+    }
+    return NULL;
+}
+
+static void child(const kv_options *o, uint64_t first, int fd, int sync, int deletes)
 {
     kv_db *db;
     kv_err err;
-    kv_batch *b = kv_batch_new();
+    kv_batch *b;
     char k[64], v[400];
     size_t vl;
+    pthread_t gc;
     if (kv_open(o, &db, &err) != KV_OK) {
         fprintf(stderr, "child open: %s\n", err.msg);
         _exit(2);
     }
+    b = kv_batch_new_for(db);
+    if (deletes) pthread_create(&gc, NULL, gc_loop, db);
     for (uint64_t n = first;; n++) {
         kv_write_options wo = {sync};
         int sz = batch_size(n);
@@ -57,6 +82,11 @@ static void child(const kv_options *o, uint64_t first, int fd, int sync)
             value_of(v, &vl, n, i);
             kv_batch_put(b, k, strlen(k), v, vl, &err);
         }
+        if (deletes && n >= DELETE_LAG)
+            for (int i = 0; i < batch_size(n - DELETE_LAG); i++) {
+                key_of(k, n - DELETE_LAG, i);
+                kv_batch_delete(b, k, strlen(k), &err);
+            }
         if (kv_write(db, &wo, b, NULL, &err) != KV_OK) {
             fprintf(stderr, "child write: %s\n", err.msg);
             _exit(3);
@@ -87,7 +117,7 @@ static int present(kv_db *db, uint64_t n, kv_buf *buf)
     return count;
 }
 
-static void crash_loop(int sync)
+static void crash_loop(int sync, int vlog)
 {
     char *dir = tu_mkdtemp("crash");
     kv_options o;
@@ -104,6 +134,11 @@ static void crash_loop(int sync)
     o.base_level_size = 256 << 10;
     o.num_level_zero_tables = 2;
     o.num_level_zero_tables_stall = 4;
+    if (vlog) {
+        o.value_threshold = 16; /* every value in a value log */
+        o.value_log_file_size = 1 << 20;
+        o.value_log_max_entries = 500;
+    }
     for (long round = 0; round < rounds; round++) {
         int fds[2];
         pid_t pid;
@@ -115,7 +150,7 @@ static void crash_loop(int sync)
         pid = fork();
         if (pid == 0) {
             close(fds[0]);
-            child(&o, next, fds[1], sync);
+            child(&o, next, fds[1], sync, vlog);
         }
         close(fds[1]);
         usleep((useconds_t)(20000 + tu_randn(&r, 300000)));
@@ -126,21 +161,35 @@ static void crash_loop(int sync)
         ck_assert_msg(WIFSIGNALED(status), "child exited on its own (status %d)", status);
 
         TU_OK(kv_open(&o, &db, &err), &err);
-        if (acked != UINT64_MAX) {
-            for (uint64_t b = next; b <= acked; b++)
-                ck_assert_msg(present(db, b, &buf) == batch_size(b),
-                              "round %ld: acknowledged batch %llu is incomplete", round,
-                              (unsigned long long)b);
-            next = acked + 1;
-        }
-        /* the batch in flight is all or nothing */
         {
-            int p = present(db, next, &buf);
-            ck_assert_msg(p == 0 || p == batch_size(next),
+            /* the batch in flight when the child died may or may not have
+             * made it (it was written, never acknowledged): all or nothing */
+            uint64_t inflight = acked == UINT64_MAX ? next : acked + 1;
+            int p = present(db, inflight, &buf), landed;
+            ck_assert_msg(p == 0 || p == batch_size(inflight),
                           "round %ld: batch %llu is partly present (%d of %d)", round,
-                          (unsigned long long)next, p, batch_size(next));
-            if (p) next++;
-            ck_assert_int_eq(present(db, next, &buf), 0);
+                          (unsigned long long)inflight, p, batch_size(inflight));
+            landed = p != 0;
+            if (vlog && landed && inflight >= DELETE_LAG)
+                ck_assert_msg(present(db, inflight - DELETE_LAG, &buf) == 0,
+                              "round %ld: batch %llu landed without its deletes", round,
+                              (unsigned long long)inflight);
+            ck_assert_int_eq(present(db, inflight + 1, &buf), 0);
+            /* every acknowledged batch is there, unless a later batch that
+             * landed (acknowledged or in flight) deleted it */
+            for (uint64_t b = next; acked != UINT64_MAX && b <= acked; b++) {
+                uint64_t last = landed ? inflight : acked;
+                int gone = vlog && b + DELETE_LAG <= last;
+                ck_assert_msg(present(db, b, &buf) == (gone ? 0 : batch_size(b)),
+                              "round %ld: acknowledged batch %llu is %s", round,
+                              (unsigned long long)b, gone ? "back from the dead" : "incomplete");
+            }
+            if (vlog) /* deletes that landed in earlier rounds stay deleted */
+                for (uint64_t b = 0; b + DELETE_LAG < next; b += 7)
+                    ck_assert_msg(present(db, b, &buf) == 0,
+                                  "round %ld: deleted batch %llu reappeared", round,
+                                  (unsigned long long)b);
+            next = (landed ? inflight : (acked == UINT64_MAX ? next - 1 : acked)) + 1;
         }
         TU_OK(kv_close(db, &err), &err);
     }
@@ -152,13 +201,25 @@ static void crash_loop(int sync)
 
 START_TEST(test_kill9_synced)
 {
-    crash_loop(1);
+    crash_loop(1, 0);
 }
 END_TEST
 
 START_TEST(test_kill9_unsynced)
 {
-    crash_loop(0);
+    crash_loop(0, 0);
+}
+END_TEST
+
+START_TEST(test_kill9_vlog_and_gc)
+{
+    crash_loop(0, 1);
+}
+END_TEST
+
+START_TEST(test_kill9_vlog_synced)
+{
+    crash_loop(1, 1);
 }
 END_TEST
 
@@ -169,6 +230,8 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_kill9_synced);
     tcase_add_test(tc, test_kill9_unsynced);
+    tcase_add_test(tc, test_kill9_vlog_and_gc);
+    tcase_add_test(tc, test_kill9_vlog_synced);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
