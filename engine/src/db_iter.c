@@ -9,6 +9,15 @@
  * ascending): the answer is the last visible entry of the group, so it is
  * copied aside while the group is consumed.
  *
+ * Value prefetch (prefetch_values = N): a second merge over the same view
+ * runs N entries ahead of the iterator and asks the kernel to start
+ * reading the value-log ranges of the values it passes (madvise
+ * WILLNEED), so values that are not in memory are read in parallel
+ * instead of one page fault at a time.  Prefetching values that are
+ * already in memory only costs system calls, so the cursor samples every
+ * 16th value's residency and, after a run of resident samples, stops
+ * prefetching for the rest of the iteration.
+ *
  * A long-lived iterator must not keep flushed memtables alive: every few
  * hundred steps it checks whether a memtable of its view was flushed and,
  * if so, re-pins the current view and re-seeks to where it was.  Reading
@@ -31,6 +40,10 @@ struct kv_iter {
     uint8_t *lower, *upper, *prefix;   /* owned copies of the bounds */
     kv_view *view;
     kv_merge *m;
+    kv_merge *ahead;                   /* prefetch cursor, NULL without prefetch */
+    long ahead_gap;                    /* entries the cursor is ahead by */
+    unsigned pf_seen, pf_resident_run; /* residency sampling */
+    int pf_off;                        /* values proved resident: no more prefetching */
     kv_sst_read_opts ro;
     int snap_slot;
     uint64_t version;                  /* read version */
@@ -73,8 +86,8 @@ static int buf_set(kv_buf *b, const void *p, size_t n)
     return 0;
 }
 
-/* Builds the merge over it->view. */
-static kv_status build_merge(kv_iter *it)
+/* Builds a merge over it->view into *out. */
+static kv_status build_merge_into(kv_iter *it, kv_merge **out)
 {
     kv_db *db = it->db;
     kv_view *v = it->view;
@@ -96,14 +109,25 @@ static kv_status build_merge(kv_iter *it)
             free(c);
             return kv_seterr(&it->err, KV_NO_MEMORY, 0, "out of memory creating an iterator");
         }
-    it->m = kv_merge_new(c, n, it->o.reverse);
-    if (!it->m) {
+    *out = kv_merge_new(c, n, it->o.reverse);
+    if (!*out) {
         for (int j = 0; j < n; j++) c[j]->vt->destroy(c[j]);
         free(c);
         return kv_seterr(&it->err, KV_NO_MEMORY, 0, "out of memory creating an iterator");
     }
     free(c);
     return KV_OK;
+}
+
+static kv_status build_merge(kv_iter *it)
+{
+    kv_status st = build_merge_into(it, &it->m);
+    if (st == KV_OK && it->o.prefetch_values > 0 && !it->o.key_only && !it->pf_off) {
+        /* prefetching is a hint: without the cursor we just do not prefetch */
+        if (build_merge_into(it, &it->ahead) != KV_OK) it->ahead = NULL;
+        it->status = KV_OK;
+    }
+    return st;
 }
 
 kv_status kv_iter_new(kv_db *db, const kv_iter_options *io, kv_iter **out, kv_err *err)
@@ -157,6 +181,7 @@ void kv_iter_free(kv_iter *it)
 {
     if (!it) return;
     release_value(it);
+    kv_merge_free(it->ahead);
     kv_merge_free(it->m);
     if (it->view) kv_view_unpin(it->db, it->view);
     if (it->snap_slot >= 0) kv_snap_unregister(it->db, it->snap_slot);
@@ -316,6 +341,45 @@ static void find(kv_iter *it)
     else find_forward(it);
 }
 
+/* ---- value prefetch ---- */
+
+/* Moves the cursor one entry on, prefetching its value if it is in a
+ * value log and visible at the read version. */
+static void ahead_step(kv_iter *it)
+{
+    size_t kn, vn;
+    const uint8_t *k, *v;
+    kv_vstruct vs;
+    if (!kv_merge_valid(it->ahead)) return;
+    k = kv_merge_key(it->ahead, &kn);
+    if (kv_ikey_version(k, kn) <= it->version) {
+        v = kv_merge_value(it->ahead, &vn);
+        if (kv_vstruct_decode(v, vn, &vs) == 0 && (vs.meta & KV_META_VALUE_PTR)) {
+            kv_vptr p;
+            if (kv_vptr_decode(vs.value, vs.value_len, &p) == 0) {
+                int sample = (it->pf_seen++ & 15) == 0;
+                if (sample || !it->pf_resident_run) {
+                    int r = kv_vlog_prefetch(it->db, &p, 0);
+                    if (sample) it->pf_resident_run = r == 1 ? it->pf_resident_run + 1 : 0;
+                    if (it->pf_resident_run >= 4) it->pf_off = 1;
+                }
+            }
+        }
+        it->ahead_gap++;
+    }
+    kv_merge_next(it->ahead);
+}
+
+/* Puts the cursor where the iterator's merge is, then N entries on. */
+static void ahead_reset(kv_iter *it, const uint8_t *ikey, size_t n)
+{
+    if (!it->ahead) return;
+    if (ikey) kv_merge_seek(it->ahead, ikey, n);
+    else kv_merge_rewind(it->ahead);
+    it->ahead_gap = 0;
+    while (it->ahead_gap < it->o.prefetch_values && kv_merge_valid(it->ahead)) ahead_step(it);
+}
+
 /* ---- positioning ---- */
 
 static void seek_internal(kv_iter *it, const uint8_t *ukey, size_t n, uint64_t version)
@@ -329,6 +393,7 @@ static void seek_internal(kv_iter *it, const uint8_t *ukey, size_t n, uint64_t v
     memcpy(ik, ukey, n);
     kv_ikey_put_ts(ik + n, version);
     kv_merge_seek(it->m, ik, n + KV_TS_SIZE);
+    ahead_reset(it, ik, n + KV_TS_SIZE);
     if (ik != small) free(ik);
 }
 
@@ -359,7 +424,10 @@ static void position(kv_iter *it, const uint8_t *k, size_t n)
             sn = it->o.prefix_len;
         }
         if (start) seek_internal(it, start, sn, it->version);
-        else kv_merge_rewind(it->m);
+        else {
+            kv_merge_rewind(it->m);
+            ahead_reset(it, NULL, 0);
+        }
     } else {
         /* last key <= k, and < upper, and within the prefix */
         uint8_t *succ = NULL;
@@ -383,7 +451,10 @@ static void position(kv_iter *it, const uint8_t *k, size_t n)
             }
         }
         if (end) seek_internal(it, end, en, ver);
-        else kv_merge_rewind(it->m);
+        else {
+            kv_merge_rewind(it->m);
+            ahead_reset(it, NULL, 0);
+        }
         free(succ);
     }
     find(it);
@@ -411,7 +482,9 @@ static void maybe_refresh(kv_iter *it)
                  KV_MT_FLUSHED) != 0;
     if (!stale) return;
     kv_merge_free(it->m);
+    kv_merge_free(it->ahead);
     it->m = NULL;
+    it->ahead = NULL;
     kv_view_unpin(db, v);
     it->view = kv_view_pin(db);
     kv_tcache_sweep(db, kv_ver_at(db, it->view->version));
@@ -444,6 +517,15 @@ void kv_iter_next(kv_iter *it)
     }
     if (!it->o.reverse) kv_merge_next(it->m);
     find(it);
+    if (it->ahead && it->valid) { /* keep the cursor N entries ahead */
+        it->ahead_gap--;
+        while (it->ahead_gap < it->o.prefetch_values && kv_merge_valid(it->ahead) && !it->pf_off)
+            ahead_step(it);
+        if (it->pf_off) { /* values are in memory: the cursor is dead weight */
+            kv_merge_free(it->ahead);
+            it->ahead = NULL;
+        }
+    }
 }
 
 int kv_iter_valid(const kv_iter *it)

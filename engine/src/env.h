@@ -42,6 +42,11 @@ typedef struct kv_file {
 
 typedef void (*kv_dir_cb)(void *ctx, const char *name);
 
+/* advise() hints */
+#define KV_ADVISE_RANDOM 0
+#define KV_ADVISE_SEQUENTIAL 1
+#define KV_ADVISE_WILLNEED 2
+
 struct kv_env {
     const char *name;
 
@@ -58,8 +63,10 @@ struct kv_env {
     /* Maps the first size bytes read-only; stays valid after unlink. */
     kv_status (*map)(kv_file *f, uint64_t size, const uint8_t **addr, kv_err *err);
     void (*unmap)(kv_file *f, const uint8_t *addr, uint64_t size);
-    /* Advises the kernel about a mapping (sequential/random); may be a no-op. */
-    void (*advise)(const uint8_t *addr, uint64_t size, int sequential);
+    /* Advises the kernel about a mapping (KV_ADVISE_*); may be a no-op. */
+    void (*advise)(const uint8_t *addr, uint64_t size, int how);
+    /* 1 if the page holding addr is in memory (mincore); 1 if unknown. */
+    int (*resident)(const uint8_t *addr);
 
     kv_status (*remove)(kv_env *env, const char *path, kv_err *err);
     kv_status (*rename)(kv_env *env, const char *from, const char *to, kv_err *err);

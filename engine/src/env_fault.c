@@ -371,6 +371,11 @@ static void fe_advise(const uint8_t *addr, uint64_t size, int sequential)
     kv_env_posix()->advise(addr, size, sequential);
 }
 
+static int fe_resident(const uint8_t *addr)
+{
+    return kv_env_posix()->resident(addr);
+}
+
 static uint64_t fe_now(kv_env *env)
 {
     fault_env *e = (fault_env *)env;
@@ -388,7 +393,7 @@ kv_env *kv_env_fault_new(kv_env *inner)
     fault_env *e = calloc(1, sizeof *e);
     static const kv_env proto = {
         "fault",   fe_open,   fe_close,  fe_pread,    fe_pwritev,  fe_sync,   fe_truncate,
-        fe_size,   fe_map,    fe_unmap,  fe_advise,   fe_remove,   fe_rename, fe_mkdirs,
+        fe_size,   fe_map,    fe_unmap,  fe_advise,   fe_resident, fe_remove,   fe_rename, fe_mkdirs,
         fe_sync_dir, fe_list_dir, fe_exists, fe_lock, fe_unlock, fe_now, fe_unix,
     };
     if (!e) return NULL;

@@ -230,6 +230,12 @@ static void me_advise(const uint8_t *addr, uint64_t size, int sequential)
     (void)sequential;
 }
 
+static int me_resident(const uint8_t *addr)
+{
+    (void)addr;
+    return 1;
+}
+
 static kv_status me_remove(kv_env *env, const char *path, kv_err *err)
 {
     mem_env *e = (mem_env *)env;
@@ -367,7 +373,7 @@ kv_env *kv_env_mem_new(void)
     mem_env *e = calloc(1, sizeof *e);
     static const kv_env proto = {
         "mem",      me_open,    me_close,   me_pread,   me_pwritev,  me_sync,
-        me_truncate, me_size,   me_map,     me_unmap,   me_advise,   me_remove,
+        me_truncate, me_size,   me_map,     me_unmap,   me_advise,   me_resident, me_remove,
         me_rename,  me_nop_dir, me_nop_dir, me_list_dir, me_exists,  me_lock,
         me_unlock,  me_now_micros, me_unix_seconds,
     };

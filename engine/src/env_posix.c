@@ -174,9 +174,22 @@ static void px_unmap(kv_file *kf, const uint8_t *addr, uint64_t size)
     if (addr && size) munmap((void *)addr, size);
 }
 
-static void px_advise(const uint8_t *addr, uint64_t size, int sequential)
+static void px_advise(const uint8_t *addr, uint64_t size, int how)
 {
-    if (addr && size) madvise((void *)addr, size, sequential ? MADV_SEQUENTIAL : MADV_RANDOM);
+    int advice = how == KV_ADVISE_WILLNEED     ? MADV_WILLNEED
+                 : how == KV_ADVISE_SEQUENTIAL ? MADV_SEQUENTIAL
+                                               : MADV_RANDOM;
+    /* a mapping may start mid-page only for prefetch ranges, rounded by
+     * the caller; madvise needs a page-aligned start */
+    if (addr && size) madvise((void *)addr, size, advice);
+}
+
+static int px_resident(const uint8_t *addr)
+{
+    unsigned char v = 1;
+    uintptr_t page = (uintptr_t)addr & ~(uintptr_t)4095;
+    if (mincore((void *)page, 4096, &v) != 0) return 1;
+    return v & 1;
 }
 
 static kv_status px_remove(kv_env *env, const char *path, kv_err *err)
@@ -315,7 +328,7 @@ static uint64_t px_unix_seconds(kv_env *env)
 
 static kv_env posix_env = {
     "posix",     px_open,   px_close,  px_pread,  px_pwritev,  px_sync,     px_truncate,
-    px_size,     px_map,    px_unmap,  px_advise, px_remove,   px_rename,   px_mkdirs,
+    px_size,     px_map,    px_unmap,  px_advise, px_resident, px_remove,   px_rename,   px_mkdirs,
     px_sync_dir, px_list_dir, px_exists, px_lock, px_unlock, px_now_micros, px_unix_seconds,
 };
 

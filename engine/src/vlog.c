@@ -223,18 +223,20 @@ kv_status kv_vlog_read(kv_db *db, const kv_vptr *p, int verify, kv_vlog_entry *e
     return KV_OK;
 }
 
-void kv_vlog_prefetch(kv_db *db, const kv_vptr *p)
+int kv_vlog_prefetch(kv_db *db, const kv_vptr *p, int check_only)
 {
-    kv_vcache *c = &db->vcache;
     kv_vhandle *h;
-    pthread_mutex_lock(&c->mu);
-    for (h = c->list; h; h = h->next)
-        if (h->fid == p->fid) break;
-    if (h && h->map && p->offset + p->len <= h->known_size) {
+    kv_err err;
+    int resident;
+    if (p->len < KV_FRAME_HDR) return -1;
+    if (get_handle(db, p->fid, p->offset + p->len, &h, &err) != KV_OK) return -1; /* a hint */
+    resident = db->env->resident(h->map + p->offset);
+    if (!resident && !check_only) {
         uint64_t start = p->offset & ~(uint64_t)4095, end = p->offset + p->len;
-        db->env->advise(h->map + start, end - start, -1);
+        db->env->advise(h->map + start, end - start, KV_ADVISE_WILLNEED);
     }
-    pthread_mutex_unlock(&c->mu);
+    kv_vlog_release(db, h);
+    return resident;
 }
 
 /* ---- the head (leader) ---- */

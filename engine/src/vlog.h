@@ -140,8 +140,11 @@ void kv_vlog_release(struct kv_db *db, kv_vhandle *h);
 kv_status kv_vlog_map(struct kv_db *db, uint32_t fid, uint64_t need, kv_vhandle **out,
                       kv_err *err);
 
-/* Tells the kernel the entry will be read soon (iterator prefetch). */
-void kv_vlog_prefetch(struct kv_db *db, const kv_vptr *p);
+/* Tells the kernel the entry will be read soon (iterator prefetch).
+ * Returns 1 if its first page was already in memory (nothing to do), 0 if
+ * a read was started, -1 if the pointer could not be resolved.  With
+ * check_only, only answers whether it is in memory. */
+int kv_vlog_prefetch(struct kv_db *db, const kv_vptr *p, int check_only);
 
 /* ---- discard statistics and GC (vlog_gc.c) ---- */
 

@@ -166,6 +166,7 @@ static void check_scan(kv_db *db, model *m, tu_rng *r, uint64_t version, char **
     io.version = version;
     io.reverse = (int)tu_randn(r, 2);
     io.fill_cache = (int)tu_randn(r, 2);
+    io.prefetch_values = tu_randn(r, 3) == 0 ? 1 + (int)tu_randn(r, 16) : 0;
     if (tu_randn(r, 3) == 0) {
         lo = (int)tu_randn(r, (uint64_t)m->nkeys);
         io.lower = m->keys[lo];

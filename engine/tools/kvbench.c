@@ -10,6 +10,7 @@
  *           [--batch 1000] [--reads N/10] [--bloom-bits 10]
  *           [--value-threshold 1024] [--compression none|snappy|zstd]
  *           [--memtable-mb 64] [--compactors 4] [--block-cache-mb 256]
+ *           [--prefetch 64]                      (scan: values read ahead)
  *           [--blob 0|1] [--blob-min 512]       (accepted, ignored)
  *
  * Workload: key i = first K bytes (big-endian words) of splitmix64 outputs
@@ -38,7 +39,7 @@
 typedef struct bopts {
     const char *dir, *benchmarks, *compression;
     long num, reads;
-    int key_size, value_size, sync, batch, bloom_bits, compactors;
+    int key_size, value_size, sync, batch, bloom_bits, compactors, prefetch;
     long value_threshold, memtable_mb, block_cache_mb;
     uint64_t seed;
 } bopts;
@@ -219,7 +220,7 @@ static void scan(kv_db *db, const bopts *o)
     kv_err err;
     kv_status st;
     memset(&io, 0, sizeof io);
-    io.prefetch_values = 64;
+    io.prefetch_values = o->prefetch;
     io.fill_cache = 0;
     st = kv_iter_new(db, &io, &it, &err);
     if (st != KV_OK) die("iterator", st, &err);
@@ -248,7 +249,7 @@ static void usage(const char *prog)
             "          [--sync 0|1] [--benchmarks fillrandom,readrandom,scan]\n"
             "          [--batch 1000] [--reads N/10] [--bloom-bits 10]\n"
             "          [--value-threshold 1024] [--compression none|snappy|zstd]\n"
-            "          [--memtable-mb 64] [--compactors 4] [--block-cache-mb 256]\n"
+            "          [--memtable-mb 64] [--compactors 4] [--block-cache-mb 256] [--prefetch 64]\n"
             "          [--blob 0|1] [--blob-min 512]   (accepted, ignored)\n",
             prog);
     exit(2);
@@ -257,14 +258,15 @@ static void usage(const char *prog)
 int main(int argc, char **argv)
 {
     bopts o = {NULL, "fillrandom,readrandom,scan", "snappy", 1000000, 0, 16, 128, 0, 1000, 10,
-               4, 1024, 64, 256, 1};
+               4, 64, 1024, 64, 256, 1};
     static const struct option lo[] = {
         {"dir", 1, 0, 'd'},       {"num", 1, 0, 'n'},        {"value-size", 1, 0, 'v'},
         {"key-size", 1, 0, 'k'},  {"seed", 1, 0, 's'},       {"sync", 1, 0, 'y'},
         {"benchmarks", 1, 0, 'b'}, {"batch", 1, 0, 'B'},     {"reads", 1, 0, 'r'},
         {"blob", 1, 0, 'l'},      {"blob-min", 1, 0, 'm'},   {"bloom-bits", 1, 0, 'f'},
         {"value-threshold", 1, 0, 't'}, {"compression", 1, 0, 'c'}, {"memtable-mb", 1, 0, 'M'},
-        {"compactors", 1, 0, 'C'}, {"block-cache-mb", 1, 0, 'K'}, {0, 0, 0, 0}};
+        {"compactors", 1, 0, 'C'}, {"block-cache-mb", 1, 0, 'K'}, {"prefetch", 1, 0, 'P'},
+        {0, 0, 0, 0}};
     kv_options ko;
     kv_db *db;
     kv_err err;
@@ -293,6 +295,7 @@ int main(int argc, char **argv)
         case 'M': o.memtable_mb = atol(optarg); break;
         case 'C': o.compactors = atoi(optarg); break;
         case 'K': o.block_cache_mb = atol(optarg); break;
+        case 'P': o.prefetch = atoi(optarg); break;
         default: usage(argv[0]);
         }
     }
@@ -316,9 +319,9 @@ int main(int argc, char **argv)
     printf("# kvbench engine=kvsep num=%ld key_size=%d value_size=%d seed=%llu sync=%d batch=%d",
            o.num, o.key_size, o.value_size, (unsigned long long)o.seed, o.sync, o.batch);
     printf(" memtable=%ldMiB compression=%s bloom_fp=%.4f value_threshold=%ld compactors=%d "
-           "block_cache=%ldMiB",
+           "block_cache=%ldMiB prefetch=%d",
            o.memtable_mb, o.compression, ko.bloom_false_positive, o.value_threshold,
-           o.compactors, o.block_cache_mb);
+           o.compactors, o.block_cache_mb, o.prefetch);
     printf("\n# name ops/s MB/s micros/op\n");
     fflush(stdout);
 
