@@ -138,7 +138,7 @@ static kv_status get_handle(kv_db *db, uint32_t fid, uint64_t need, kv_vhandle *
     pthread_mutex_lock(&c->mu);
     for (h = c->list; h; h = h->next)
         if (h->fid == fid) break;
-    if (h && need <= h->known_size) {
+    if (h && h->map && need <= h->known_size && need <= h->map_len) {
         atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
         pthread_mutex_unlock(&c->mu);
         *out = h;
@@ -168,6 +168,7 @@ static kv_status get_handle(kv_db *db, uint32_t fid, uint64_t need, kv_vhandle *
     /* (re)learn the size; remap when the mapping is too short */
     st = db->env->size(h->file, &h->known_size, err);
     if (st == KV_OK && need > h->known_size) {
+        /* the handle stays cached but is never handed out unmapped */
         pthread_mutex_unlock(&c->mu);
         return kv_seterr(err, KV_CORRUPTION, 0,
                          "value pointer past the end of value log \"%s\" (needs %llu bytes, file "
@@ -192,6 +193,8 @@ static kv_status get_handle(kv_db *db, uint32_t fid, uint64_t need, kv_vhandle *
             h->map_len = len;
         }
     }
+    if (st == KV_OK && !h->map)
+        st = kv_seterr(err, KV_IO, 0, "value log \"%s\" is not mapped", path);
     if (st == KV_OK) atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
     pthread_mutex_unlock(&c->mu);
     if (st == KV_OK) *out = h;
@@ -203,7 +206,8 @@ kv_status kv_vlog_read(kv_db *db, const kv_vptr *p, int verify, kv_vlog_entry *e
 {
     kv_vhandle *h;
     kv_status st;
-    if (p->len < KV_FRAME_HDR || p->offset < KV_VLOG_HEADER_SIZE)
+    if (p->len < KV_FRAME_HDR || p->offset < KV_VLOG_HEADER_SIZE ||
+        p->offset > UINT64_MAX / 2 - p->len) /* no file is that large; no wrap below */
         return kv_seterr(err, KV_CORRUPTION, 0,
                          "malformed value pointer (file %u, offset %llu, length %u)", p->fid,
                          (unsigned long long)p->offset, p->len);
@@ -228,7 +232,7 @@ int kv_vlog_prefetch(kv_db *db, const kv_vptr *p, int check_only)
     kv_vhandle *h;
     kv_err err;
     int resident;
-    if (p->len < KV_FRAME_HDR) return -1;
+    if (p->len < KV_FRAME_HDR || p->offset > UINT64_MAX / 2 - p->len) return -1;
     if (get_handle(db, p->fid, p->offset + p->len, &h, &err) != KV_OK) return -1; /* a hint */
     resident = db->env->resident(h->map + p->offset);
     if (!resident && !check_only) {
