@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "kv.h"
+#include "skiplist.h"
 #include "sst.h"
 
 typedef struct kv_iiter kv_iiter;
@@ -47,6 +48,12 @@ struct kv_table_meta;
 
 /* A memtable source. */
 kv_iiter *kv_iiter_mem(struct kv_db *db, const struct kv_memtable *mt);
+
+/* Any arena skiplist (a transaction's pending writes). */
+kv_iiter *kv_iiter_sl(const kv_sl *sl);
+
+/* An open table outside any version (a transaction's spilled run). */
+kv_iiter *kv_iiter_sst(const kv_sst *t);
 
 /* One table; opens it through the table cache (errors surface as status). */
 kv_iiter *kv_iiter_table(struct kv_db *db, const struct kv_table_meta *tm,

@@ -46,10 +46,15 @@ static const kv_iiter_vt mem_vt = {m_first, m_last,  m_seek,  m_seek_prev, m_nex
 
 kv_iiter *kv_iiter_mem(kv_db *db, const kv_memtable *mt)
 {
+    return kv_iiter_sl(kv_mt_sl(db, mt));
+}
+
+kv_iiter *kv_iiter_sl(const kv_sl *sl)
+{
     mem_iter *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->base.vt = &mem_vt;
-    kv_sl_iter_init(&m->it, kv_mt_sl(db, mt));
+    kv_sl_iter_init(&m->it, sl);
     return &m->base;
 }
 
@@ -109,6 +114,18 @@ static void t_destroy(kv_iiter *i)
 
 static const kv_iiter_vt table_vt = {t_first, t_last,  t_seek,  t_seek_prev, t_next,   t_prev,
                                      t_valid, t_key,   t_value, t_status,    t_destroy};
+
+kv_iiter *kv_iiter_sst(const kv_sst *sst)
+{
+    table_iter *t = calloc(1, sizeof *t);
+    kv_sst_read_opts ro;
+    if (!t) return NULL;
+    memset(&ro, 0, sizeof ro);
+    t->base.vt = &table_vt;
+    kv_sst_iter_init(&t->it, sst, &ro);
+    t->inited = 1;
+    return &t->base;
+}
 
 kv_iiter *kv_iiter_table(kv_db *db, const kv_table_meta *tm, const kv_sst_read_opts *ro)
 {

@@ -186,11 +186,6 @@ static inline int cmp_node_p(const kv_sl *sl, uint32_t node, const uint8_t *key,
     return kv_ikey_cmp(node_key(sl, x), x->key_len, key, n);
 }
 
-static inline int cmp_node(const kv_sl *sl, uint32_t node, const uint8_t *key, size_t n)
-{
-    return cmp_node_p(sl, node, key, n, key_prefix(key, n));
-}
-
 /* Finds, per level, the last node < key (prev) and its successor (next).
  * Returns 1 if a node equal to key exists (its offset in *found).
  *

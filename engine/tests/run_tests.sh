@@ -7,6 +7,9 @@ mode=$2
 passed=0
 failed=0
 status=0
+# tests that run tools find them under build/<mode> (valgrind uses release)
+if [ "$mode" = valgrind ]; then KV_BUILD_MODE=release; else KV_BUILD_MODE=$mode; fi
+export KV_BUILD_MODE
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
