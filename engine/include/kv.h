@@ -139,6 +139,8 @@ typedef struct kv_options {
     /* kvsep additions (not in Badger). */
     int64_t shared_heap_size;     /* bytes of the region's metadata heap (0 = derived) */
     int64_t manifest_rewrite_threshold; /* rewrite MANIFEST past this many deletions (10000) */
+    int64_t conflict_table_size;  /* bytes of shared conflict-detection table (16 MiB) */
+    int64_t max_txn_memory;       /* a transaction's pending writes spill to disk past this (64 MiB) */
     int max_attached_processes;   /* slots for kv_attach()ed processes (64) */
     int auto_vlog_gc;             /* run value-log GC from a background thread (1) */
     double auto_vlog_gc_ratio;    /* discard ratio the automatic GC uses (0.5) */
@@ -341,6 +343,85 @@ kv_status kv_iter_value(kv_iter *it, const void **val, size_t *vlen, kv_err *err
 kv_status kv_iter_status(const kv_iter *it, kv_err *err);
 void kv_iter_free(kv_iter *it);
 
+/* ---- transactions -----------------------------------------------------------
+ * Badger's model, across threads and processes: a transaction reads one
+ * snapshot (the newest fully applied commit when it began), sees its own
+ * pending writes, and commits atomically with one new version.  With
+ * DetectConflicts, an update transaction fails to commit (KV_CONFLICT,
+ * nothing applied) if a transaction that committed after it began wrote a
+ * key it read.  Read-only transactions never conflict.  A transaction
+ * that was committed, discarded or failed is poisoned: every later call
+ * returns KV_BAD_TXN.  A transaction belongs to one thread at a time.
+ *
+ * Size: pending writes beyond a memory bound are spilled to disk in sorted
+ * runs; a large transaction commits by ingesting tables through one
+ * manifest change, atomically, as all-or-nothing across crashes.  There is
+ * no transaction size limit besides disk space.
+ */
+typedef struct kv_txn kv_txn;
+
+kv_status kv_txn_begin(kv_db *db, int update, kv_txn **txn, kv_err *err);
+/* The version the transaction reads at. */
+uint64_t kv_txn_read_version(const kv_txn *txn);
+
+/* As kv_get, at the transaction's snapshot, over its pending writes.  A
+ * key read by an update transaction is checked for conflicts at commit. */
+kv_status kv_txn_get(kv_txn *txn, const void *key, size_t klen, kv_buf *val,
+                     kv_entry_meta *meta, kv_err *err);
+kv_status kv_txn_set(kv_txn *txn, const void *key, size_t klen, const void *val, size_t vlen,
+                     kv_err *err);
+/* With a caller byte and an expiry (unix seconds, 0 = never): TTL. */
+kv_status kv_txn_set_ex(kv_txn *txn, const void *key, size_t klen, const void *val,
+                        size_t vlen, uint8_t user_meta, uint64_t expires_at, kv_err *err);
+kv_status kv_txn_delete(kv_txn *txn, const void *key, size_t klen, kv_err *err);
+
+/* An iterator over the snapshot merged with the pending writes (the
+ * options' version is ignored).  Keys it returns count as read. */
+kv_status kv_txn_iter_new(kv_txn *txn, const kv_iter_options *io, kv_iter **it, kv_err *err);
+
+/* Savepoints: a mark, and undoing every write made since a mark. */
+uint64_t kv_txn_mark(kv_txn *txn);
+kv_status kv_txn_rollback_to(kv_txn *txn, uint64_t mark, kv_err *err);
+
+typedef struct kv_commit_options {
+    int sync;                 /* durable before returning (group-committed) */
+} kv_commit_options;
+
+/* Commits; *version_out gets the commit version.  KV_CONFLICT (retry the
+ * whole transaction), KV_READ_ONLY, KV_IO / KV_NO_SPACE.  The transaction
+ * is finished afterwards whatever the result; free it. */
+kv_status kv_txn_commit(kv_txn *txn, const kv_commit_options *co, uint64_t *version_out,
+                        kv_err *err);
+/* Drops the pending writes and the snapshot; the transaction is finished. */
+void kv_txn_discard(kv_txn *txn);
+void kv_txn_free(kv_txn *txn);
+/* Number of pending writes and their bytes (keys + values). */
+void kv_txn_size(const kv_txn *txn, uint64_t *entries, uint64_t *bytes);
+
+/* ---- bulk loading and dropping ------------------------------------------ */
+
+/* A WriteBatch (Badger's): writes applied in batches as they fill, not
+ * atomically as a whole; for bulk loads outside a transaction. */
+typedef struct kv_write_batch kv_write_batch;
+kv_status kv_write_batch_new(kv_db *db, kv_write_batch **wb, kv_err *err);
+kv_status kv_write_batch_set(kv_write_batch *wb, const void *key, size_t klen, const void *val,
+                             size_t vlen, kv_err *err);
+kv_status kv_write_batch_set_ex(kv_write_batch *wb, const void *key, size_t klen,
+                                const void *val, size_t vlen, uint8_t user_meta,
+                                uint64_t expires_at, kv_err *err);
+kv_status kv_write_batch_delete(kv_write_batch *wb, const void *key, size_t klen, kv_err *err);
+/* Writes what is left; returns the first error any batch met. */
+kv_status kv_write_batch_flush(kv_write_batch *wb, kv_err *err);
+void kv_write_batch_free(kv_write_batch *wb);
+
+/* Deletes every key starting with prefix (DropPrefix), or every key
+ * (DropAll): tables entirely inside the range are dropped from the
+ * version, the rest is hidden by a range deletion that compaction applies;
+ * readers that started before keep their view.  Returns after the drop is
+ * durable. */
+kv_status kv_drop_prefix(kv_db *db, const void *prefix, size_t n, kv_err *err);
+kv_status kv_drop_all(kv_db *db, kv_err *err);
+
 /* ---- administration ------------------------------------------------------ */
 
 /* Writes the mutable memtable out and waits until every memtable is in L0. */
@@ -388,6 +469,7 @@ typedef struct kv_table_info {
     uint64_t size_bytes;
     uint64_t num_keys;
     uint64_t max_version;
+    int ingested;           /* written by a large transaction's commit (every entry at max_version) */
     char smallest[64];      /* printable prefix of the smallest user key */
     char largest[64];
 } kv_table_info;

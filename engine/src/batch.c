@@ -61,6 +61,9 @@ void kv_batch_clear(kv_batch *b)
     b->n_ptrs = 0;
     b->n_conds = 0;
     b->max_inline = 0;
+    b->txn = 0;
+    b->n_txn_reads = b->n_txn_writes = 0;
+    b->txn_reads = b->txn_writes = NULL;
     b->count = 0;
     b->mem_cost = 0;
     b->data_bytes = 0;
@@ -289,6 +292,12 @@ kv_batch *kv_batch_rebuild(const kv_batch *src, uint64_t threshold, kv_err *err)
         }
     }
     b->flags = src->flags;
+    b->txn = src->txn;
+    b->txn_reads = src->txn_reads;
+    b->n_txn_reads = src->n_txn_reads;
+    b->txn_writes = src->txn_writes;
+    b->n_txn_writes = src->n_txn_writes;
+    b->txn_read_ts = src->txn_read_ts;
     return b;
 bad:
     kv_seterr(err, KV_INVALID, 0, "malformed batch");

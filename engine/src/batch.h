@@ -43,6 +43,12 @@ struct kv_batch {
     uint64_t data_bytes;      /* key + value bytes */
     uint64_t threshold;       /* values at least this long go to the value log */
     uint64_t max_inline;      /* longest value kept inline (+1; 0 = none) */
+    /* a transaction's commit: conflict-checked when it gets its version
+     * (in the committing process, under wq.mu; never staged) */
+    const uint64_t *txn_reads, *txn_writes;
+    uint32_t n_txn_reads, n_txn_writes;
+    uint64_t txn_read_ts;
+    int txn;
     uint8_t flags;            /* KV_WAL_F_* */
 };
 

@@ -118,6 +118,23 @@ static int claimed(kv_db *db, int level, const uint8_t *lo, size_t lon, const ui
     return 0;
 }
 
+int kv_compaction_ingest_level(kv_db *db, const kv_version *v, const uint8_t *lo, size_t lon,
+                               const uint8_t *hi, size_t hin)
+{
+    int best = 0;
+    for (int level = 0; level < (int)v->n_levels; level++) {
+        for (uint32_t i = 0; i < v->count[level]; i++) {
+            const kv_table_meta *tm = kv_ver_table(db, v, level, i);
+            if (ranges_overlap(kv_tm_smallest(tm), kv_ikey_ulen(tm->smallest_len),
+                               kv_tm_largest(tm), kv_ikey_ulen(tm->largest_len), lo, lon, hi, hin))
+                return best;
+        }
+        if (db->cstate && claimed(db, level, lo, lon, hi, hin)) return best;
+        best = level;
+    }
+    return best;
+}
+
 static int add_claim(kv_db *db, int level, uint64_t job, const uint8_t *lo, size_t lon,
                      const uint8_t *hi, size_t hin)
 {
@@ -452,6 +469,7 @@ static kv_status run_merge(kv_db *db, cjob *j, outputs *out, uint64_t *read, uin
     char *path = NULL;
     uint64_t horizon = kv_snap_horizon(db), now = db->env->unix_seconds(db->env);
     int bottom = !data_below(db, j->v, j->to, j), keep = db->opt->num_versions_to_keep;
+    const kv_drop_list *drops = kv_at(db, j->v->drops);
     uint8_t *last = NULL;          /* previous internal key */
     size_t last_n = 0, last_cap = 0;
     int kept_old = 0, done = 0;
@@ -503,7 +521,10 @@ static kv_status run_merge(kv_db *db, cjob *j, outputs *out, uint64_t *read, uin
             st = kv_seterr(err, KV_CORRUPTION, 0, "compaction: malformed value struct");
             break;
         }
-        if (ver <= horizon) {
+        if (drops && kv_drops_cover(drops, key, kv_ikey_ulen(kn), ver, horizon)) {
+            drop = 1; /* dropped (DropPrefix) and nobody reads below the drop */
+            done = 1;
+        } else if (ver <= horizon) {
             int dead = (vs.meta & KV_META_DELETE) || (vs.expires_at && vs.expires_at <= now);
             if (done) drop = 1;
             else if (kept_old == 0) {
@@ -650,6 +671,7 @@ static void *compactor_main(void *p)
         cjob *j;
         kv_err err;
         kv_status st;
+        if (a.index == 0) kv_drops_tick(db); /* dropped ranges: tables to remove, drops done */
         if (atomic_load(&sh->bg_status) != KV_OK) {
             kv_cond_timedwait_ms(&sh->vset.cv, &sh->vset.mu, 1000);
             continue;
@@ -726,6 +748,7 @@ static kv_status run_forced(kv_db *db, picker pk, kv_err *err)
         kv_mutex_lock(&sh->vset.mu);
         if (st != KV_OK) break;
     }
+    if (st == KV_OK) kv_drops_tick(db);
     kv_mutex_unlock(&sh->vset.mu);
     if (st == KV_OK) st = kv_check_bg_error(db, err);
     return st;

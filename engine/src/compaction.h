@@ -44,6 +44,13 @@ void kv_compaction_stop(struct kv_db *db);
 /* Compacts level 0 into the base level until level 0 is empty. */
 kv_status kv_compact_l0(struct kv_db *db, kv_err *err);
 
+/* Where an ingest of tables covering user keys [lo, hi] goes in v: the
+ * deepest level such that no table and no compaction claim at it or any
+ * level above overlaps the range (level 0, on top, if level 0 overlaps).
+ * Host, REQUIRES vset.mu. */
+int kv_compaction_ingest_level(struct kv_db *db, const kv_version *v, const uint8_t *lo,
+                               size_t lon, const uint8_t *hi, size_t hin);
+
 /* Frees the host's compaction bookkeeping. */
 void kv_compaction_free(struct kv_db *db);
 

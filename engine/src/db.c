@@ -106,7 +106,7 @@ kv_status kv_check_usable(kv_db *db, kv_err *err)
 
 typedef struct layout {
     uint64_t attach_off, snap_off, heap_off, heap_size, arena_off, arena_size, cache_off,
-        cache_size, total;
+        cache_size, conflict_off, conflict_size, total;
     uint32_t n_attach, n_snaps, n_arenas;
 } layout;
 
@@ -134,6 +134,9 @@ static void compute_layout(const kv_options *o, layout *l)
     l->cache_size = kv_bcache_region_size(o->block_cache_size, o->block_size);
     l->cache_off = off;
     off = ALIGN(off + l->cache_size, 4096);
+    l->conflict_size = kv_conflict_region_size(o->conflict_table_size);
+    l->conflict_off = off;
+    off = ALIGN(off + l->conflict_size, 4096);
     l->total = off;
 }
 
@@ -181,6 +184,7 @@ static void format_region(kv_shared *sh, const kv_options *o, const layout *l, s
     memset(base + l->snap_off, 0, (size_t)l->n_snaps * sizeof(kv_snap_slot));
     kv_heap_init(&sh->heap, base, l->heap_off, l->heap_size);
     kv_bcache_init(&sh->bcache, base, l->cache_off, l->cache_size, o->block_size);
+    kv_conflict_init(&sh->conflict, base, l->conflict_off, l->conflict_size);
     kv_mutex_init(&sh->db_mu);
     kv_cond_init(&sh->flush_cv);
     kv_cond_init(&sh->mem_cv);
@@ -242,6 +246,8 @@ static void handle_free(kv_db *db)
 typedef struct dir_scan {
     uint64_t *ssts, *mems;
     size_t n_sst, n_mem, cap_sst, cap_mem;
+    char **spills;                        /* transactions' spilled runs (pending.h) */
+    size_t n_spill;
     uint64_t max_id;
     int oom;
 } dir_scan;
@@ -265,7 +271,16 @@ static void scan_cb(void *ctx, const char *name)
 {
     dir_scan *s = ctx;
     char *end;
-    unsigned long long id = strtoull(name, &end, 10);
+    unsigned long long id;
+    size_t n = strlen(name);
+    if (n > 10 && !strncmp(name, "txn-", 4) && !strcmp(name + n - 6, ".spill")) {
+        char **sp = realloc(s->spills, (s->n_spill + 1) * sizeof *sp);
+        if (!sp || !(sp[s->n_spill] = strdup(name))) s->oom = 1;
+        else s->n_spill++;
+        if (sp) s->spills = sp;
+        return;
+    }
+    id = strtoull(name, &end, 10);
     if (end == name) return;
     if (!strcmp(end, ".sst")) push_id(&s->ssts, &s->n_sst, &s->cap_sst, id, &s->oom);
     else if (!strcmp(end, ".mem")) push_id(&s->mems, &s->n_mem, &s->cap_mem, id, &s->oom);
@@ -307,7 +322,20 @@ static kv_status load_version(kv_db *db, kv_mf_state *s, kv_err *err)
         }
         st = kv_tm_new(db, &s->tables[i].props, s->tables[i].smallest, s->tables[i].slen,
                        s->tables[i].largest, s->tables[i].llen, &meta, err);
+        if (st == KV_OK) kv_tm_at(db, meta)->global_version = s->tables[i].global_version;
         if (st == KV_OK) st = kv_vedit_add(&e, s->tables[i].level, meta, err);
+    }
+    /* the drops in effect, one at a time (each edit adds one) */
+    for (size_t i = 0; i < s->n_drops && st == KV_OK; i++) {
+        kv_vedit de;
+        uint64_t nv;
+        kv_vedit_init(&de);
+        de.drop_add = &s->drops[i];
+        st = kv_version_apply(db, kv_ver_at(db, empty), &de, &nv, err);
+        if (st == KV_OK) {
+            kv_version_unref(db, kv_ver_at(db, empty));
+            empty = nv;
+        }
     }
     if (st == KV_OK) st = kv_version_apply(db, kv_ver_at(db, empty), &e, &v, err);
     if (empty) kv_version_unref(db, kv_ver_at(db, empty));
@@ -575,8 +603,16 @@ static kv_status recover(kv_db *db, kv_err *err)
                 db->env->remove(db->env, path, NULL);
             }
         }
+        /* a crashed process's transactions */
+        for (size_t i = 0; i < ds.n_spill && !db->opt->read_only; i++) {
+            char path[KV_PATH_MAX + 300];
+            snprintf(path, sizeof path, "%s/%s", db->dir, ds.spills[i]);
+            db->env->remove(db->env, path, NULL);
+        }
         st = check_tables(db, err);
     }
+    for (size_t i = 0; i < ds.n_spill; i++) free(ds.spills[i]);
+    free(ds.spills);
     kv_mf_state_free(&mf);
     if (st == KV_OK) {
         kv_view *old = NULL;

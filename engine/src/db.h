@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "block_cache.h"
+#include "conflict.h"
 #include "env.h"
 #include "ikey.h"
 #include "kv.h"
@@ -103,12 +104,14 @@ typedef struct kv_shared {
     uint64_t imm[KV_MAX_MEMTABLES];
     uint8_t arena_busy[KV_MAX_MEMTABLES];
     uint64_t flushes_done;
+    uint64_t host_req;                   /* a kv_host_req for the flush thread (host_req.h) */
 
     kv_vset vset;
     kv_wq wq;
     kv_bcache bcache;
     kv_snapreg snaps;
     kv_vlog_shared vlog;
+    kv_conflict conflict;
     kv_cond vlog_cv;                     /* wakes the value-log GC thread */
     uint64_t next_view_id;               /* views: ids and the list of live ones (db_mu) */
     uint64_t views_head, views_tail;
@@ -229,6 +232,14 @@ void kv_file_path(char *out, size_t cap, const char *dir, uint64_t id, const cha
  * version.  *found = 0 if the key never existed or was compacted away. */
 kv_status kv_lookup_newest(kv_db *db, const void *key, size_t klen, kv_vstruct *vs, uint8_t *ptr,
                            uint64_t *version, int *found, kv_err *err);
+
+struct kv_pending;
+/* An iterator at `version` (0: latest) that also sees a transaction's
+ * pending writes and reports every key it returns to on_key. */
+kv_status kv_iter_new_txn(kv_db *db, const kv_iter_options *io, uint64_t version,
+                          struct kv_pending *pending,
+                          void (*on_key)(void *ctx, const uint8_t *key, size_t n), void *ctx,
+                          kv_iter **out, kv_err *err);
 
 /* KV_CLOSED if the region is not usable (host gone, or it was reopened
  * since this process attached). */

@@ -159,6 +159,7 @@ int kv_get_tables(kv_db *db, kv_table_info *out, int max)
             ti->size_bytes = tm->size;
             ti->num_keys = tm->num_entries;
             ti->max_version = tm->max_version;
+            ti->ingested = tm->global_version != 0;
             printable(ti->smallest, sizeof ti->smallest, kv_tm_smallest(tm),
                       kv_ikey_ulen(tm->smallest_len));
             printable(ti->largest, sizeof ti->largest, kv_tm_largest(tm),

@@ -30,6 +30,7 @@
 #include "err.h"
 #include "ikey.h"
 #include "iter.h"
+#include "pending.h"
 #include "vlog.h"
 
 #define REFRESH_EVERY 256
@@ -59,6 +60,12 @@ struct kv_iter {
     kv_buf skip, saved_key, saved_val;
     int have_skip;
     kv_vhandle *vpin;                  /* value log mapping of the current value */
+    /* transaction iterators: pending writes (as of creation) and the
+     * callback that records each key returned as read */
+    kv_pending *pending;
+    uint64_t pending_seq;
+    void (*on_key)(void *ctx, const uint8_t *key, size_t n);
+    void *on_key_ctx;
     kv_status status;
     kv_err err;
 };
@@ -93,8 +100,10 @@ static kv_status build_merge_into(kv_iter *it, kv_merge **out)
     kv_view *v = it->view;
     kv_version *ver = kv_ver_at(db, v->version);
     int n = 0, cap = (int)v->n_mem + (ver ? (int)ver->count[0] + (int)ver->n_levels : 0);
-    kv_iiter **c = malloc(sizeof *c * (size_t)(cap ? cap : 1));
+    kv_iiter **c = malloc(sizeof *c * (size_t)(cap + 1));
     if (!c) return kv_seterr(&it->err, KV_NO_MEMORY, 0, "out of memory creating an iterator");
+    /* pending writes first: for equal keys the first source wins */
+    if (it->pending) c[n++] = kv_pending_iter(it->pending, it->o.reverse, it->pending_seq);
     for (uint32_t i = 0; i < v->n_mem; i++) c[n++] = kv_iiter_mem(db, kv_mt_at(db, v->mems[i]));
     if (ver) {
         for (uint32_t i = 0; i < ver->count[0]; i++)
@@ -132,6 +141,13 @@ static kv_status build_merge(kv_iter *it)
 
 kv_status kv_iter_new(kv_db *db, const kv_iter_options *io, kv_iter **out, kv_err *err)
 {
+    return kv_iter_new_txn(db, io, 0, NULL, NULL, NULL, out, err);
+}
+
+kv_status kv_iter_new_txn(kv_db *db, const kv_iter_options *io, uint64_t version,
+                          kv_pending *pending, void (*on_key)(void *, const uint8_t *, size_t),
+                          void *ctx, kv_iter **out, kv_err *err)
+{
     kv_iter *it;
     kv_status st;
     if (!db || !out) return kv_seterr(err, KV_INVALID, 0, "kv_iter_new: db and out are required");
@@ -142,6 +158,11 @@ kv_status kv_iter_new(kv_db *db, const kv_iter_options *io, kv_iter **out, kv_er
     it->db = db;
     if (io) it->o = *io;
     else it->o.fill_cache = 1;
+    if (version) it->o.version = version;
+    it->pending = pending;
+    it->pending_seq = pending ? pending->seq : 0;
+    it->on_key = on_key;
+    it->on_key_ctx = ctx;
     it->snap_slot = -1;
     if ((it->o.lower && !(it->lower = dup_bytes(it->o.lower, it->o.lower_len))) ||
         (it->o.upper && !(it->upper = dup_bytes(it->o.upper, it->o.upper_len))) ||
@@ -224,6 +245,13 @@ static int hidden(const kv_iter *it, const kv_vstruct *vs)
     return (vs->meta & KV_META_DELETE) || (vs->expires_at && vs->expires_at <= it->now);
 }
 
+/* Deleted by a drop (drops.h) in the pinned view's version. */
+static int covered(const kv_iter *it, const uint8_t *k, size_t un, uint64_t ver)
+{
+    const kv_version *v = kv_ver_at(it->db, it->view->version);
+    return v && v->drops && kv_drops_cover(kv_at(it->db, v->drops), k, un, ver, it->version);
+}
+
 static void set_error(kv_iter *it)
 {
     if (it->status == KV_OK) it->status = kv_merge_status(it->m, &it->err);
@@ -243,7 +271,7 @@ static void find_forward(kv_iter *it)
         r = out_of_range(it, k, un);
         if (r > 0) return;
         ver = kv_ikey_version(k, kn);
-        if (r < 0 || ver > it->version ||
+        if (r < 0 || (ver > it->version && ver != KV_PENDING_VERSION) ||
             (it->have_skip && un == it->skip.len && memcmp(k, it->skip.data, un) == 0 &&
              (!it->o.all_versions || ver >= it->entry_version))) {
             kv_merge_next(it->m);
@@ -261,13 +289,14 @@ static void find_forward(kv_iter *it)
         }
         it->have_skip = 1;
         it->entry_version = ver;
-        if (!it->o.all_versions && hidden(it, &it->vs)) {
+        if ((!it->o.all_versions && hidden(it, &it->vs)) || covered(it, k, un, ver)) {
             kv_merge_next(it->m);
             continue;
         }
         it->key = k;
         it->key_len = un;
         it->valid = 1;
+        if (it->on_key) it->on_key(it->on_key_ctx, k, un);
         return;
     }
     set_error(it);
@@ -299,7 +328,7 @@ static void find_reverse(kv_iter *it)
             if (kv_ikey_ulen(kn) != it->skip.len || memcmp(k, it->skip.data, it->skip.len) != 0)
                 break;
             ver = kv_ikey_version(k, kn);
-            if (ver <= it->version) {
+            if (ver <= it->version || ver == KV_PENDING_VERSION) {
                 v = kv_merge_value(it->m, &vn);
                 if (buf_set(&it->saved_val, v, vn) != 0) goto oom;
                 it->entry_version = ver;
@@ -315,6 +344,10 @@ static void find_reverse(kv_iter *it)
                                    "malformed value struct for a key of %zu bytes", un);
             return;
         }
+        if (covered(it, (const uint8_t *)it->skip.data, it->skip.len, it->entry_version)) {
+            if (it->o.all_versions) kv_merge_next(it->m);
+            continue;
+        }
         if (it->o.all_versions) kv_merge_next(it->m);
         else if (hidden(it, &it->vs))
             continue;
@@ -322,6 +355,7 @@ static void find_reverse(kv_iter *it)
         it->key = (const uint8_t *)it->saved_key.data;
         it->key_len = it->saved_key.len;
         it->valid = 1;
+        if (it->on_key) it->on_key(it->on_key_ctx, it->key, it->key_len);
         return;
     }
     set_error(it);
@@ -501,6 +535,15 @@ static void maybe_refresh(kv_iter *it)
     } else {
         seek_internal(it, (const uint8_t *)it->skip.data, it->skip.len,
                       it->o.all_versions ? it->entry_version + 1 : UINT64_MAX);
+        /* a pending write of the current key is presented as exactly that
+         * target: step past it, the key was already returned */
+        while (!it->o.all_versions && kv_merge_valid(it->m)) {
+            size_t kn;
+            const uint8_t *k = kv_merge_key(it->m, &kn);
+            if (kv_ikey_ulen(kn) != it->skip.len || memcmp(k, it->skip.data, it->skip.len) != 0)
+                break;
+            kv_merge_next(it->m);
+        }
     }
 }
 

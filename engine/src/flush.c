@@ -3,11 +3,13 @@
  */
 #include "flush.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "db.h"
 #include "err.h"
+#include "host_req.h"
 #include "manifest.h"
 #include "sst.h"
 #include "vlog.h"
@@ -111,9 +113,17 @@ static void *flush_main(void *arg)
     for (;;) {
         kv_memtable *mt;
         kv_status st;
-        while (sh->n_imm == 0 && !atomic_load(&sh->stopping))
+        while (sh->n_imm == 0 && !sh->host_req && !atomic_load(&sh->stopping))
             kv_cond_timedwait_ms(&sh->flush_cv, &sh->db_mu, 1000);
-        if (sh->n_imm == 0 || atomic_load(&sh->bg_status) != KV_OK) break;
+        if (atomic_load(&sh->bg_status) != KV_OK) break;
+        if (sh->host_req) { /* another process's ingest or drop (host_req.h) */
+            kv_host_req *r = kv_at(db, sh->host_req);
+            kv_mutex_unlock(&sh->db_mu);
+            kv_host_handle(db, r);
+            kv_mutex_lock(&sh->db_mu);
+            continue;
+        }
+        if (sh->n_imm == 0) break;
         mt = kv_mt_at(db, sh->imm[0]);
         kv_mt_ref(mt);
         kv_mutex_unlock(&sh->db_mu);

@@ -77,5 +77,8 @@ const uint8_t *kv_merge_key(const kv_merge *m, size_t *n);
 const uint8_t *kv_merge_value(const kv_merge *m, size_t *n);
 /* The first error of any child. */
 kv_status kv_merge_status(const kv_merge *m, kv_err *err);
+/* The merge as a source (takes ownership; one direction: first/last both
+ * rewind, next/prev both advance). */
+kv_iiter *kv_merge_iiter(kv_merge *m);
 
 #endif

@@ -128,3 +128,38 @@ kv_status kv_merge_status(const kv_merge *m, kv_err *err)
     }
     return KV_OK;
 }
+
+/* ---- a merge as a source: one direction, like the pending iterator ---- */
+
+typedef struct merge_iiter {
+    kv_iiter base;
+    kv_merge *m;
+} merge_iiter;
+
+#define MI(i) (((merge_iiter *)(i))->m)
+#define CMI(i) (((const merge_iiter *)(i))->m)
+
+static void mi_rewind(kv_iiter *i) { kv_merge_rewind(MI(i)); }
+static void mi_seek(kv_iiter *i, const uint8_t *k, size_t n) { kv_merge_seek(MI(i), k, n); }
+static void mi_next(kv_iiter *i) { kv_merge_next(MI(i)); }
+static int mi_valid(const kv_iiter *i) { return kv_merge_valid(CMI(i)); }
+static const uint8_t *mi_key(const kv_iiter *i, size_t *n) { return kv_merge_key(CMI(i), n); }
+static const uint8_t *mi_value(const kv_iiter *i, size_t *n) { return kv_merge_value(CMI(i), n); }
+static kv_status mi_status(const kv_iiter *i, kv_err *err) { return kv_merge_status(CMI(i), err); }
+static void mi_destroy(kv_iiter *i)
+{
+    kv_merge_free(MI(i));
+    free(i);
+}
+
+static const kv_iiter_vt merge_iiter_vt = {mi_rewind, mi_rewind, mi_seek,  mi_seek,   mi_next, mi_next,
+                                           mi_valid,  mi_key,    mi_value, mi_status, mi_destroy};
+
+kv_iiter *kv_merge_iiter(kv_merge *m)
+{
+    merge_iiter *mi = calloc(1, sizeof *mi);
+    if (!mi) return NULL;
+    mi->base.vt = &merge_iiter_vt;
+    mi->m = m;
+    return &mi->base;
+}

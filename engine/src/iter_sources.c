@@ -65,6 +65,7 @@ typedef struct table_iter {
     kv_db *db;
     kv_table_handle *h;
     kv_sst_iter it;
+    uint64_t gv;               /* ingested table: every entry's version (keys hold 0) */
     int inited;
     kv_status open_status;
     kv_err open_err;
@@ -77,15 +78,80 @@ static int t_ok(kv_iiter *i)
     return TI(i)->inited;
 }
 
-static void t_first(kv_iiter *i) { if (t_ok(i)) kv_sst_iter_first(&TI(i)->it); }
-static void t_last(kv_iiter *i) { if (t_ok(i)) kv_sst_iter_last(&TI(i)->it); }
-static void t_seek(kv_iiter *i, const uint8_t *k, size_t n) { if (t_ok(i)) kv_sst_iter_seek(&TI(i)->it, k, n); }
+/* An ingested table's entries are presented at its version: the version
+ * suffix of the iterator's (reconstructed, private) key is patched after
+ * every move.  All entries share the version, so the order is unchanged. */
+static void t_patch(table_iter *t)
+{
+    if (t->gv && t->it.valid && t->it.key_len >= KV_TS_SIZE)
+        kv_ikey_put_ts(t->it.key + t->it.key_len - KV_TS_SIZE, t->gv);
+}
+
+/* 1 if the current (raw) entry has the user key of the target k[0..n). */
+static int t_same_user_key(const table_iter *t, const uint8_t *k, size_t n)
+{
+    return t->it.valid && t->it.key_len == n &&
+           memcmp(t->it.key, k, n - KV_TS_SIZE) == 0;
+}
+
+static void t_seek_raw(table_iter *t, const uint8_t *k, size_t n, int prev)
+{
+    uint8_t small[256], *raw = n <= sizeof small ? small : malloc(n);
+    uint64_t x = kv_ikey_version(k, n);
+    if (!raw) {
+        t->it.valid = 0;
+        return;
+    }
+    memcpy(raw, k, n - KV_TS_SIZE);
+    kv_ikey_put_ts(raw + n - KV_TS_SIZE, 0); /* the only entry of that key */
+    if (!prev) {
+        /* first entry >= (key, x): (key, gv) qualifies only if gv <= x */
+        kv_sst_iter_seek(&t->it, raw, n);
+        if (t->gv > x && t_same_user_key(t, k, n)) kv_sst_iter_next(&t->it);
+    } else {
+        /* last entry <= (key, x): (key, gv) qualifies only if gv >= x */
+        kv_sst_iter_seek_for_prev(&t->it, raw, n);
+        if (t->gv < x && t_same_user_key(t, k, n)) kv_sst_iter_prev(&t->it);
+    }
+    if (raw != small) free(raw);
+}
+
+static void t_first(kv_iiter *i)
+{
+    if (!t_ok(i)) return;
+    kv_sst_iter_first(&TI(i)->it);
+    t_patch(TI(i));
+}
+static void t_last(kv_iiter *i)
+{
+    if (!t_ok(i)) return;
+    kv_sst_iter_last(&TI(i)->it);
+    t_patch(TI(i));
+}
+static void t_seek(kv_iiter *i, const uint8_t *k, size_t n)
+{
+    if (!t_ok(i)) return;
+    if (TI(i)->gv) t_seek_raw(TI(i), k, n, 0);
+    else kv_sst_iter_seek(&TI(i)->it, k, n);
+    t_patch(TI(i));
+}
 static void t_seek_prev(kv_iiter *i, const uint8_t *k, size_t n)
 {
-    if (t_ok(i)) kv_sst_iter_seek_for_prev(&TI(i)->it, k, n);
+    if (!t_ok(i)) return;
+    if (TI(i)->gv) t_seek_raw(TI(i), k, n, 1);
+    else kv_sst_iter_seek_for_prev(&TI(i)->it, k, n);
+    t_patch(TI(i));
 }
-static void t_next(kv_iiter *i) { kv_sst_iter_next(&TI(i)->it); }
-static void t_prev(kv_iiter *i) { kv_sst_iter_prev(&TI(i)->it); }
+static void t_next(kv_iiter *i)
+{
+    kv_sst_iter_next(&TI(i)->it);
+    t_patch(TI(i));
+}
+static void t_prev(kv_iiter *i)
+{
+    kv_sst_iter_prev(&TI(i)->it);
+    t_patch(TI(i));
+}
 static int t_valid(const kv_iiter *i) { return ((const table_iter *)i)->inited && ((const table_iter *)i)->it.valid; }
 static const uint8_t *t_key(const kv_iiter *i, size_t *n)
 {
@@ -133,6 +199,7 @@ kv_iiter *kv_iiter_table(kv_db *db, const kv_table_meta *tm, const kv_sst_read_o
     if (!t) return NULL;
     t->base.vt = &table_vt;
     t->db = db;
+    t->gv = tm->global_version;
     t->open_status = kv_tcache_get(db, tm, &t->h, &t->open_err);
     if (t->open_status == KV_OK) {
         kv_sst_iter_init(&t->it, t->h->sst, ro);

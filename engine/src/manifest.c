@@ -5,10 +5,14 @@
  * Record: a frame (frame.h) around the payload
  * Payload: u8 type (1 = edit) | u64 next_file_id | u64 max_version |
  *          u32 change count | changes
- * Change:  u8 op (1 create, 2 delete) | u8 level | u64 table id, and for
- *          create: u64 size, entries, deletes, value pointers, vlog bytes,
- *          min version, max version | u32 compression |
- *          uvarint len + smallest key | uvarint len + largest key
+ * Change:  u8 op (1 create, 2 delete, 3 drop, 4 drop done) | u8 level |
+ *          u64 id, and for create: u64 size, entries, deletes, value
+ *          pointers, vlog bytes, min version, max version, global version
+ *          (0, or the version of every entry of an ingested table) |
+ *          u32 compression | uvarint len + smallest key | uvarint len +
+ *          largest key.  For a drop (drops.h) the id is its version and a
+ *          uvarint len + prefix follows; "drop done" retires the drop with
+ *          that version.
  */
 #include "manifest.h"
 
@@ -26,6 +30,8 @@
 #define REC_EDIT 1
 #define OP_CREATE 1
 #define OP_DELETE 2
+#define OP_DROP 3
+#define OP_UNDROP 4
 
 /* ---- growable byte buffer ---- */
 
@@ -102,12 +108,28 @@ static void put_create(mbuf *b, int level, const kv_table_meta *t)
     mb_u64(b, t->vlog_bytes);
     mb_u64(b, t->min_version);
     mb_u64(b, t->max_version);
+    mb_u64(b, t->global_version);
     mb_u32(b, t->compression);
     mb_bytes(b, kv_tm_smallest(t), t->smallest_len);
     mb_bytes(b, kv_tm_largest(t), t->largest_len);
 }
 
 /* Starts a record: reserves the header, writes the payload head. */
+static void put_drop(mbuf *b, const kv_drop *d)
+{
+    mb_u8(b, OP_DROP);
+    mb_u8(b, 0);
+    mb_u64(b, d->version);
+    mb_bytes(b, d->prefix, d->len);
+}
+
+static void put_undrop(mbuf *b, uint64_t version)
+{
+    mb_u8(b, OP_UNDROP);
+    mb_u8(b, 0);
+    mb_u64(b, version);
+}
+
 static void rec_begin(mbuf *b, uint64_t next_file_id, uint64_t max_version, uint32_t n)
 {
     mb_u32(b, 0); /* frame header, sealed by rec_end */
@@ -134,6 +156,7 @@ void kv_mf_state_free(kv_mf_state *s)
         free(s->tables[i].largest);
     }
     free(s->tables);
+    free(s->drops);
     memset(s, 0, sizeof *s);
 }
 
@@ -211,9 +234,36 @@ static kv_status apply_payload(const uint8_t *payload, size_t n, uint64_t off, c
         uint64_t id = rd_u64(&r);
         int at;
         if (r.bad) break;
-        if (level >= KV_MAX_LEVELS || (op != OP_CREATE && op != OP_DELETE)) {
+        if (level >= KV_MAX_LEVELS || op < OP_CREATE || op > OP_UNDROP) {
             r.bad = 1;
             break;
+        }
+        if (op == OP_DROP) {
+            size_t pn;
+            const uint8_t *pfx = rd_bytes(&r, &pn);
+            kv_drop *d;
+            if (r.bad || pn > KV_DROP_PREFIX_MAX || s->n_drops >= KV_MAX_DROPS) {
+                r.bad = 1;
+                break;
+            }
+            d = realloc(s->drops, (s->n_drops + 1) * sizeof *d);
+            if (!d) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory replaying the manifest");
+            s->drops = d;
+            d += s->n_drops++;
+            memset(d, 0, sizeof *d);
+            d->version = id;
+            d->len = (uint32_t)pn;
+            memcpy(d->prefix, pfx, pn);
+            if (id > s->max_version) s->max_version = id;
+            continue;
+        }
+        if (op == OP_UNDROP) {
+            for (size_t k = 0; k < s->n_drops; k++)
+                if (s->drops[k].version == id) {
+                    s->drops[k] = s->drops[--s->n_drops];
+                    break;
+                }
+            continue;
         }
         at = find_table(s, id);
         if (op == OP_DELETE) {
@@ -244,6 +294,7 @@ static kv_status apply_payload(const uint8_t *payload, size_t n, uint64_t off, c
             t.props.vlog_bytes = rd_u64(&r);
             t.props.min_version = rd_u64(&r);
             t.props.max_version = rd_u64(&r);
+            t.global_version = rd_u64(&r);
             t.props.compression = rd_u32(&r);
             k = rd_bytes(&r, &t.slen);
             if (!r.bad && (t.slen <= KV_TS_SIZE || !(t.smallest = malloc(t.slen)))) r.bad = 1;
@@ -400,7 +451,12 @@ kv_status kv_manifest_rewrite(kv_db *db, const kv_version *v, kv_err *err)
         header(b.p);
         b.n = KV_MANIFEST_HEADER_SIZE;
     }
-    rec_begin(&b, atomic_load(&db->sh->vset.next_file_id), db->sh->vset.max_version, v->total);
+    {
+        const kv_drop_list *dl = kv_at(db, v->drops);
+        rec_begin(&b, atomic_load(&db->sh->vset.next_file_id), db->sh->vset.max_version,
+                  v->total + (dl ? dl->n : 0));
+        for (uint32_t i = 0; dl && i < dl->n; i++) put_drop(&b, &dl->d[i]);
+    }
     for (level = 0; level < (int)v->n_levels; level++) {
         if (level == 0) /* oldest first, so replay ends with the newest on top */
             for (uint32_t i = v->count[0]; i > 0; i--)
@@ -450,10 +506,14 @@ kv_status kv_apply_edit(kv_db *db, const kv_vedit *e, kv_err *err)
         kv_table_meta *t = kv_tm_at(db, e->add[i].meta);
         if (t->max_version > maxv) maxv = t->max_version;
     }
+    if (e->drop_add && e->drop_add->version > maxv) maxv = e->drop_add->version;
     st = kv_version_apply(db, cur, e, &nv, err);
     if (st != KV_OK) return st;
     if (db->manifest) {
-        rec_begin(&b, atomic_load(&sh->vset.next_file_id), maxv, (uint32_t)(e->n_del + e->n_add));
+        rec_begin(&b, atomic_load(&sh->vset.next_file_id), maxv,
+                  (uint32_t)(e->n_del + e->n_add + e->n_retire + (e->drop_add ? 1 : 0)));
+        if (e->drop_add) put_drop(&b, e->drop_add);
+        for (uint32_t i = 0; i < e->n_retire; i++) put_undrop(&b, e->drop_retire[i]);
         for (size_t i = 0; i < e->n_del; i++) {
             mb_u8(&b, OP_DELETE);
             mb_u8(&b, (uint8_t)e->del_levels[i]);

@@ -31,6 +31,7 @@
 typedef struct kv_mf_table {
     int level;
     uint64_t order;              /* creation position (orders level 0) */
+    uint64_t global_version;     /* ingested table: the version of every entry */
     kv_sst_props props;          /* id, size, counts, versions, compression */
     uint8_t *smallest, *largest; /* malloc'd internal keys */
     size_t slen, llen;
@@ -40,6 +41,8 @@ typedef struct kv_mf_table {
 typedef struct kv_mf_state {
     kv_mf_table *tables;
     size_t n, cap;
+    kv_drop *drops;              /* drops in effect (drops.h) */
+    size_t n_drops;
     uint64_t next_file_id;
     uint64_t max_version;
     uint64_t creations, deletions;

@@ -48,6 +48,8 @@ void kv_options_default(kv_options *o, const char *dir)
     o->encryption_key_rotation_seconds = 10LL * 24 * 3600;
     o->shared_heap_size = 0;
     o->manifest_rewrite_threshold = 10000;
+    o->conflict_table_size = 16 << 20;
+    o->max_txn_memory = 64 << 20;
     o->max_attached_processes = 64;
     o->auto_vlog_gc = 1;
     o->auto_vlog_gc_ratio = 0.5;
@@ -137,6 +139,12 @@ kv_status kv_options_validate(const kv_options *o, kv_err *err)
         return BAD("EncryptionKey cannot be combined with InMemory");
     if (o->shared_heap_size < 0 || (o->shared_heap_size && o->shared_heap_size < (1 << 20)))
         return BAD("SharedHeapSize must be 0 (derived) or at least 1 MiB");
+    if (o->conflict_table_size < (64 << 10) || o->conflict_table_size > (1LL << 32))
+        return BAD("ConflictTableSize must be between 64 KiB and 4 GiB (got %lld)",
+                   (long long)o->conflict_table_size);
+    if (o->max_txn_memory < (64 << 10) || o->max_txn_memory > (1LL << 31))
+        return BAD("MaxTxnMemory must be between 64 KiB and 2 GiB (got %lld)",
+                   (long long)o->max_txn_memory);
     if (o->manifest_rewrite_threshold < 1)
         return BAD("ManifestRewriteThreshold must be at least 1");
     if (o->max_attached_processes < 0 || o->max_attached_processes > 100000)

@@ -43,7 +43,10 @@ static int table_get(kv_db *db, const kv_table_meta *tm, const uint8_t *ikey, si
     kv_sst_iter it;
     size_t un = kv_ikey_ulen(n);
     int found = 0;
+    uint8_t small[256], *raw = NULL;
 
+    /* an ingested table: one entry per key, at the table's version */
+    if (tm->global_version && tm->global_version > kv_ikey_version(ikey, n)) return 0;
     *st = kv_tcache_get(db, tm, &h, err);
     if (*st != KV_OK) return -1;
     if (!kv_sst_may_contain(h->sst, ikey, un)) {
@@ -52,7 +55,20 @@ static int table_get(kv_db *db, const kv_table_meta *tm, const uint8_t *ikey, si
         return 0;
     }
     kv_sst_iter_init(&it, h->sst, ro);
-    kv_sst_iter_seek(&it, ikey, n);
+    if (tm->global_version) { /* its keys carry version 0: the last of each key */
+        raw = n <= sizeof small ? small : malloc(n);
+        if (!raw) {
+            kv_sst_iter_done(&it);
+            kv_tcache_release(db, h);
+            *st = kv_seterr(err, KV_NO_MEMORY, 0, "out of memory");
+            return -1;
+        }
+        memcpy(raw, ikey, un);
+        kv_ikey_put_ts(raw + un, 0);
+        kv_sst_iter_seek(&it, raw, n);
+        if (raw != small) free(raw);
+    } else
+        kv_sst_iter_seek(&it, ikey, n);
     if (it.valid && it.key_len == n && memcmp(it.key, ikey, un) == 0) {
         kv_vstruct vs;
         if (kv_vstruct_decode(it.val, it.val_len, &vs) != 0) {
@@ -60,7 +76,9 @@ static int table_get(kv_db *db, const kv_table_meta *tm, const uint8_t *ikey, si
                             (unsigned long long)tm->id);
             found = -1;
         } else {
-            *st = fn(ctx, db, &vs, kv_ikey_version(it.key, it.key_len), err);
+            uint64_t ver = tm->global_version ? tm->global_version
+                                              : kv_ikey_version(it.key, it.key_len);
+            *st = fn(ctx, db, &vs, ver, err);
             found = *st == KV_OK ? 1 : -1;
         }
     } else if (it.status != KV_OK) {
@@ -72,8 +90,32 @@ static int table_get(kv_db *db, const kv_table_meta *tm, const uint8_t *ikey, si
     return found;
 }
 
-/* The newest entry of key with version <= read_version (tombstones
- * included), source by source; fn sees it.  *found = 0 if none. */
+/* Wraps the caller's callback: an entry a drop covers (drops.h) reads as
+ * a tombstone at its version. */
+typedef struct drop_filter {
+    found_fn fn;
+    void *ctx;
+    const kv_drop_list *drops;
+    const uint8_t *key;
+    size_t klen;
+    uint64_t read_version;
+} drop_filter;
+
+static kv_status filtered(void *p, kv_db *db, const kv_vstruct *vs, uint64_t version, kv_err *err)
+{
+    drop_filter *f = p;
+    if (kv_drops_cover(f->drops, f->key, f->klen, version, f->read_version)) {
+        kv_vstruct gone;
+        memset(&gone, 0, sizeof gone);
+        gone.meta = KV_META_DELETE;
+        return f->fn(f->ctx, db, &gone, version, err);
+    }
+    return f->fn(f->ctx, db, vs, version, err);
+}
+
+/* The newest entry of key with version <= read_version (0: the newest
+ * visible version, read together with the view) - tombstones included -
+ * source by source; fn sees it.  *found = 0 if none. */
 static kv_status lookup(kv_db *db, uint64_t read_version, const void *key, size_t klen,
                         int fill_cache, found_fn fn, void *ctx, int *found, kv_err *err)
 {
@@ -86,19 +128,31 @@ static kv_status lookup(kv_db *db, uint64_t read_version, const void *key, size_
     size_t n = klen + KV_TS_SIZE;
     kv_status st = KV_OK;
     int f = 0;
+    drop_filter df;
 
     if (n > sizeof small && !(ikey = malloc(n)))
         return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory in a lookup");
+    /* the view and the newest version together: a drop or compaction
+     * newer than the view is never visible at the version read */
+    v = kv_view_pin_read(db, read_version ? NULL : &read_version);
     memcpy(ikey, key, klen);
     kv_ikey_put_ts(ikey + klen, read_version);
-
-    v = kv_view_pin(db);
+    ver = kv_ver_at(db, v->version);
+    if (ver && ver->drops) {
+        df.fn = fn;
+        df.ctx = ctx;
+        df.drops = kv_at(db, ver->drops);
+        df.key = key;
+        df.klen = klen;
+        df.read_version = read_version;
+        fn = filtered;
+        ctx = &df;
+    }
     for (uint32_t i = 0; i < v->n_mem && !f; i++)
         if (kv_mt_get(db, kv_mt_at(db, v->mems[i]), key, klen, read_version, &vs, &version)) {
             st = fn(ctx, db, &vs, version, err);
             f = st == KV_OK ? 1 : -1;
         }
-    ver = kv_ver_at(db, v->version);
     sro.cache = &db->cache_ops;
     sro.fill_cache = fill_cache;
     sro.verify = db->opt->checksum_verification_mode >= KV_VERIFY_ON_BLOCK_READ;
@@ -187,9 +241,7 @@ kv_status kv_get(kv_db *db, const kv_read_options *ro, const void *key, size_t k
     st = kv_check_usable(db, err);
     if (st != KV_OK) return st;
     KV_STAT_ADD(db, gets, 1);
-    read_version = ro && ro->version ? ro->version
-                                     : atomic_load_explicit(&db->sh->visible_version,
-                                                            memory_order_acquire);
+    read_version = ro && ro->version ? ro->version : 0; /* 0: latest, read with the view */
     memset(&c, 0, sizeof c);
     c.out = val;
     c.now = db->env->unix_seconds(db->env);
@@ -226,6 +278,5 @@ kv_status kv_lookup_newest(kv_db *db, const void *key, size_t klen, kv_vstruct *
                            uint64_t *version, int *found, kv_err *err)
 {
     newest_ctx c = {vs, ptr, version};
-    uint64_t rv = atomic_load_explicit(&db->sh->visible_version, memory_order_acquire);
-    return lookup(db, rv, key, klen, 0, newest_found, &c, found, err);
+    return lookup(db, 0, key, klen, 0, newest_found, &c, found, err);
 }

@@ -36,6 +36,7 @@ kv_status kv_snap_register(kv_db *db, uint64_t version, int *slot, uint64_t *out
             uint64_t v = version ? version
                                  : atomic_load_explicit(&sh->visible_version, memory_order_acquire);
             atomic_store_explicit(&s[k].pid, me, memory_order_relaxed);
+            atomic_store_explicit(&s[k].vlog_pin, 0, memory_order_relaxed);
             atomic_store_explicit(&s[k].version, v + 1, memory_order_release); /* 0 = free */
             sh->snaps.hint = k + 1;
             sh->snaps.in_use++;
@@ -54,6 +55,7 @@ void kv_snap_unregister(kv_db *db, int slot)
     kv_snap_slot *s = slots(db);
     if (slot < 0) return;
     kv_mutex_lock(&db->sh->snaps.mu);
+    atomic_store_explicit(&s[slot].vlog_pin, 0, memory_order_relaxed);
     atomic_store_explicit(&s[slot].version, 0, memory_order_release);
     atomic_store_explicit(&s[slot].pid, 0, memory_order_relaxed);
     db->sh->snaps.in_use--;
@@ -81,4 +83,22 @@ uint64_t kv_snap_horizon(kv_db *db)
     }
     kv_mutex_unlock(&sh->snaps.mu);
     return h;
+}
+
+void kv_snap_set_vlog_pin(kv_db *db, int slot, uint32_t fid)
+{
+    if (slot >= 0) atomic_store(&slots(db)[slot].vlog_pin, fid);
+}
+
+uint32_t kv_snap_min_vlog_pin(kv_db *db)
+{
+    kv_snap_slot *s = slots(db);
+    uint32_t m = UINT32_MAX;
+    for (uint32_t i = 0; i < db->sh->n_snaps; i++) {
+        uint32_t p = atomic_load(&s[i].vlog_pin);
+        if (p && p < m && atomic_load(&s[i].version) &&
+            pid_alive(atomic_load_explicit(&s[i].pid, memory_order_relaxed)))
+            m = p;
+    }
+    return m;
 }

@@ -21,7 +21,9 @@
 typedef struct kv_snap_slot {
     _Atomic uint64_t version; /* registered version + 1; 0 = free */
     _Atomic int32_t pid;
-    uint32_t pad;
+    /* a large transaction writing values for its ingest: value-log files
+     * from this id on must not be rewritten by GC (0 = none) */
+    _Atomic uint32_t vlog_pin;
 } kv_snap_slot;
 
 typedef struct kv_snapreg {
@@ -42,5 +44,11 @@ void kv_snap_unregister(struct kv_db *db, int slot);
 
 /* Oldest version some reader may still read (compaction horizon). */
 uint64_t kv_snap_horizon(struct kv_db *db);
+
+/* Value-log pins (ingest.c, vlog_gc.c).  Set with the vlog mutex held,
+ * to the head's id, before writing values no table points to yet. */
+void kv_snap_set_vlog_pin(struct kv_db *db, int slot, uint32_t fid);
+/* The lowest pinned file id of a live process, UINT32_MAX if none. */
+uint32_t kv_snap_min_vlog_pin(struct kv_db *db);
 
 #endif

@@ -76,6 +76,7 @@ kv_status kv_tm_new(kv_db *db, const kv_sst_props *p, const uint8_t *smallest, s
     t->min_version = p->min_version;
     t->max_version = p->max_version;
     t->compression = p->compression;
+    t->global_version = 0;
     t->smallest_len = (uint32_t)slen;
     t->largest_len = (uint32_t)llen;
     memcpy(t->keys, smallest, slen);
@@ -118,6 +119,7 @@ kv_status kv_version_empty(kv_db *db, int n_levels, uint64_t *out, kv_err *err)
     atomic_store(&v->refs, 1);
     v->n_levels = (uint32_t)n_levels;
     v->total = 0;
+    v->drops = 0;
     return KV_OK;
 }
 
@@ -170,6 +172,18 @@ kv_status kv_version_apply(kv_db *db, const kv_version *base, const kv_vedit *e,
                          "version edit deletes %zu tables but only %u are in the version",
                          e->n_del, found_del);
     }
+    if (e->drop_add || e->n_retire) {
+        kv_status st = kv_drops_derive(db, base->drops, e->drop_add, e->drop_retire,
+                                       e->n_retire, &v->drops, err);
+        if (st != KV_OK) {
+            kv_heap_free_db(db, *out);
+            *out = 0;
+            return st;
+        }
+    } else {
+        v->drops = base->drops;
+        kv_drops_ref(db, v->drops);
+    }
     for (uint32_t i = 0; i < n; i++)
         atomic_fetch_add_explicit(&kv_tm_at(db, v->tables[i])->refs, 1, memory_order_relaxed);
     return KV_OK;
@@ -198,6 +212,7 @@ void kv_version_unref(kv_db *db, kv_version *v)
 {
     if (!v || atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) != 1) return;
     for (uint32_t i = 0; i < v->total; i++) table_unref(db, v->tables[i]);
+    kv_drops_unref(db, v->drops);
     kv_heap_free_db(db, kv_off_of(db, v));
 }
 

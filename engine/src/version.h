@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "drops.h"
 #include "kv.h"
 #include "sst.h"
 #include "sync.h"
@@ -38,6 +39,10 @@ typedef struct kv_table_meta {
     uint32_t smallest_len, largest_len; /* internal keys stored after the struct */
     uint32_t compression;
     uint32_t pad;
+    /* An ingested table (a large transaction) is written before its commit
+     * version is known: its keys carry version 0 and every entry's real
+     * version is this one.  0 for ordinary tables. */
+    uint64_t global_version;
     uint8_t keys[];                     /* smallest, then largest */
 } kv_table_meta;
 
@@ -54,6 +59,7 @@ static inline const uint8_t *kv_tm_largest(const kv_table_meta *t)
 typedef struct kv_version {
     _Atomic uint32_t refs;
     uint32_t n_levels;
+    uint64_t drops;                     /* kv_drop_list offset (drops.h), 0 = none */
     uint32_t total;
     uint32_t count[KV_MAX_LEVELS];
     uint32_t start[KV_MAX_LEVELS];
@@ -84,6 +90,9 @@ typedef struct kv_vedit {
     int *del_levels;
     kv_vedit_entry *add;
     uint64_t flushed_mem;  /* memtable this edit's L0 table replaces (offset) */
+    const kv_drop *drop_add;            /* a drop to add (drops.h), or NULL */
+    uint32_t n_retire;
+    uint64_t drop_retire[KV_MAX_DROPS]; /* versions of drops that are done */
 } kv_vedit;
 
 void kv_vedit_init(kv_vedit *e);

@@ -53,14 +53,20 @@ uint64_t kv_view_current_id(kv_db *db)
     return v ? v->id : 0;
 }
 
-kv_view *kv_view_pin(kv_db *db)
+kv_view *kv_view_pin_read(kv_db *db, uint64_t *visible)
 {
     kv_view *v;
     kv_mutex_lock(&db->sh->db_mu);
     v = kv_at(db, db->sh->view);
     if (v) atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
+    if (visible) *visible = atomic_load_explicit(&db->sh->visible_version, memory_order_acquire);
     kv_mutex_unlock(&db->sh->db_mu);
     return v;
+}
+
+kv_view *kv_view_pin(kv_db *db)
+{
+    return kv_view_pin_read(db, NULL);
 }
 
 void kv_view_unpin(kv_db *db, kv_view *v)

@@ -37,6 +37,9 @@ struct kv_db;
 kv_status kv_view_install(struct kv_db *db, kv_view **old, kv_err *err);
 
 kv_view *kv_view_pin(struct kv_db *db);
+/* Pins the current view and, if visible is non-NULL, reads the visible
+ * version in the same critical section (see read.c). */
+kv_view *kv_view_pin_read(struct kv_db *db, uint64_t *visible);
 /* REQUIRES: db_mu not held (the last unpin unlinks the view under it). */
 void kv_view_unpin(struct kv_db *db, kv_view *v);
 

@@ -279,10 +279,11 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
     }
     {
         kv_vfile *f = kv_at(db, v->files);
+        uint32_t pin = kv_snap_min_vlog_pin(db); /* a large commit's values, not yet in tables */
         for (uint32_t i = 0; i < v->n && nc < (int)(sizeof c / sizeof c[0]); i++) {
             uint64_t data = f[i].size - KV_VLOG_HEADER_SIZE;
             double r;
-            if (f[i].state == KV_VF_DOOMED || data == 0) continue;
+            if (f[i].state == KV_VF_DOOMED || data == 0 || f[i].fid >= pin) continue;
             r = (double)f[i].discard / (double)data;
             if (r < ratio) continue;
             c[nc].fid = f[i].fid;
@@ -312,7 +313,12 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
             kv_mutex_unlock(&v->mu);
         }
         st = rewrite_file(db, c[i].fid, c[i].size, &rewritten, &bytes, err);
-        if (st == KV_OK) {
+        if (st == KV_OK && c[i].fid >= kv_snap_min_vlog_pin(db)) {
+            /* a large commit pinned it meanwhile (it was the head): its
+             * values there are in no table yet - keep the file */
+            kv_log(db, KV_LOG_INFO, "value-log GC keeps file %u: a commit is writing to it",
+                   c[i].fid);
+        } else if (st == KV_OK) {
             uint64_t view_id, version;
             kv_vfile *f;
             kv_mutex_lock(&db->sh->db_mu);

@@ -10,9 +10,12 @@
 #include <time.h>
 
 #include "batch.h"
+#include "conflict.h"
 #include "db.h"
 #include "vlog.h"
 #include "err.h"
+#include "drops.h"
+#include "ingest.h"
 #include "wal.h"
 
 #define GROUP_MAX_BYTES (1u << 20)
@@ -32,6 +35,7 @@ typedef struct grec {
     uint64_t version;
     uint64_t cost;
     kv_wq_item *item;         /* NULL for the fast-path leader's own batch */
+    void *special;            /* KV_WQ_INGEST / KV_WQ_DROP: the owner's argument */
     int flags;                /* KV_WQ_* */
     int sync;
 } grec;
@@ -279,6 +283,26 @@ static kv_status sync_older_wals(kv_db *db, kv_err *err)
     return st;
 }
 
+kv_status kv_writer_sync_all(kv_db *db, kv_err *err)
+{
+    kv_memtable *mt = kv_mt_at(db, db->sh->mem);
+    kv_file *f;
+    kv_status st;
+    if (db->opt->in_memory) return KV_OK;
+    st = kv_vlog_sync(db, err);
+    if (st == KV_OK) st = sync_older_wals(db, err);
+    if (st == KV_OK && mt && mt->id && mt->wal_synced != mt->wal_size) {
+        st = wal_handle(db, mt, &f, err);
+        if (st == KV_OK) st = db->env->sync(f, err);
+        if (st == KV_OK) mt->wal_synced = mt->wal_size;
+    }
+    if (st == KV_OK && mt && mt->id && !mt->dir_synced) {
+        st = db->env->sync_dir(db->env, db->dir, err);
+        if (st == KV_OK) mt->dir_synced = 1;
+    }
+    return st;
+}
+
 /* ---- the leader's round ---- */
 
 /* 1 if the newest committed version of every conditioned key is the one
@@ -315,6 +339,7 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
         }
     }
     for (i = 0; i < n; i++) {
+        if (g[i].flags & KV_WQ_VLOG_ONLY) g[i].cost = 0;
         cost += g[i].cost;
         if (g[i].flags & KV_WQ_ROTATE_MEM) rotate_after = 1;
         if (g[i].flags & KV_WQ_ROTATE_VLOG) rotate_vlog = 1;
@@ -366,7 +391,7 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
         if (st != KV_OK) kv_set_bg_error(db, err);
     }
     for (i = 0; i < n && st == KV_OK; i++) {
-        if (!g[i].len) continue;
+        if (!g[i].len || (g[i].flags & KV_WQ_VLOG_ONLY)) continue;
         /* with sync the vlog is already durable: say so in the record */
         if (any_sync && g[i].vlen) g[i].rec[KV_WAL_REC_HDR + 12] |= KV_WAL_F_VLOG_SYNCED;
         kv_wal_seal(g[i].rec, g[i].len, g[i].version);
@@ -399,7 +424,7 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
     if (iov != iov_small) free(iov);
     if (pieces != pieces_small) free(pieces);
     for (i = 0; i < n && st == KV_OK; i++) {
-        if (!g[i].len) continue;
+        if (!g[i].len || (g[i].flags & KV_WQ_VLOG_ONLY)) continue;
         st = kv_mt_apply(db, mt, g[i].rec + KV_WAL_REC_HDR, g[i].len - KV_WAL_REC_HDR,
                          g[i].version, err);
         if (st != KV_OK) kv_set_bg_error(db, err);
@@ -432,8 +457,9 @@ static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
     if (limit > GROUP_MAX_BYTES) limit = bytes > GROUP_MAX_BYTES ? bytes : GROUP_MAX_BYTES;
     off = own_item ? own_item->next : q->head;
     if (own_item) last = kv_off_of(db, own_item);
-    /* a conditional batch leads alone; nobody joins one either */
-    for (; off && n < GROUP_MAX_ITEMS && !own->n_conds; off = item_at(db, off)->next) {
+    /* conditional batches, ingests and drops lead alone; nobody joins them */
+    for (; off && n < GROUP_MAX_ITEMS && !own->n_conds && !(own->flags & (KV_WQ_INGEST | KV_WQ_DROP));
+         off = item_at(db, off)->next) {
         kv_wq_item *it = item_at(db, off);
         if (!it->staged) break;     /* private: only its owner writes it */
         if (it->n_conds) break;     /* conditional: its own group */
@@ -454,7 +480,13 @@ static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
     kv_mutex_unlock(&q->mu);
 
     st = kv_check_bg_error(db, &lerr);
-    if (st == KV_OK) st = write_group(db, g, n, any_sync, &lerr);
+    if (st == KV_OK && (own->flags & (KV_WQ_INGEST | KV_WQ_DROP))) {
+        st = (own->flags & KV_WQ_INGEST) ? kv_ingest_apply(db, own->special, own->version, &lerr)
+                                         : kv_drop_apply(db, own->special, own->version, &lerr);
+        if (st == KV_OK)
+            atomic_store_explicit(&db->sh->visible_version, own->version, memory_order_release);
+    } else if (st == KV_OK)
+        st = write_group(db, g, n, any_sync, &lerr);
 
     kv_mutex_lock(&q->mu);
     for (int i = 0; i < n; i++) {
@@ -475,12 +507,25 @@ static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
     return st;
 }
 
-static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int flags,
+/* The serialisation point of a transaction: under wq.mu, before the
+ * commit gets its version.  0 = go ahead (writes recorded at version),
+ * 1 = conflict (nothing recorded, no version used). */
+static int txn_conflicts(kv_db *db, const kv_batch *b, uint64_t version)
+{
+    if (!b || !b->txn || !db->opt->detect_conflicts) return 0;
+    if (b->n_txn_reads && kv_conflict_check(db, b->txn_reads, b->n_txn_reads, b->txn_read_ts))
+        return 1;
+    kv_conflict_record(db, b->txn_writes, b->n_txn_writes, version);
+    return 0;
+}
+
+static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int flags, void *special,
                                   uint64_t *version_out, kv_err *err)
 {
     kv_wq *q = &db->sh->wq;
     size_t img = image_size(b);
-    uint64_t off = kv_heap_alloc_db(db, sizeof(kv_wq_item) + img), version;
+    /* an ingest or drop is private: only its owner can run it */
+    uint64_t off = special ? 0 : kv_heap_alloc_db(db, sizeof(kv_wq_item) + img), version;
     kv_wq_item *it;
     kv_status st;
     int staged = 1;
@@ -504,6 +549,13 @@ static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int flags,
     it->flags = (uint8_t)flags;
 
     kv_mutex_lock(&q->mu);
+    if (txn_conflicts(db, b, q->last_version + 1)) {
+        kv_mutex_unlock(&q->mu);
+        kv_heap_free_db(db, off);
+        return kv_seterr(err, KV_CONFLICT, 0,
+                         "transaction conflict: a key it read was written by a transaction that "
+                         "committed after it began");
+    }
     version = b ? ++q->last_version : q->last_version;
     it->version = version;
     if (q->tail) item_at(db, q->tail)->next = off;
@@ -531,12 +583,16 @@ static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int flags,
                 own.item = it;
                 own.flags = flags;
                 own.sync = sync;
+                own.special = special;
             }
             st = lead(db, &own, it, err); /* releases wq.mu */
             break;
         }
         kv_cond_wait(&q->cv, &q->mu);
     }
+    /* vlog-only: the patched pointers are in the staged record */
+    if (st == KV_OK && staged && b && (flags & KV_WQ_VLOG_ONLY))
+        memcpy(b->buf, (uint8_t *)it + sizeof *it, b->len);
     kv_heap_free_db(db, off);
     if (st == KV_OK && version_out) *version_out = version;
     return st;
@@ -587,6 +643,13 @@ kv_status kv_write(kv_db *db, const kv_write_options *wo, kv_batch *b, uint64_t 
     kv_mutex_lock(&q->mu);
     if (!q->leader_active && !q->head) {
         grec own;
+        if (txn_conflicts(db, b, q->last_version + 1)) {
+            kv_mutex_unlock(&q->mu);
+            kv_batch_free(conv);
+            return kv_seterr(err, KV_CONFLICT, 0,
+                             "transaction conflict: a key it read was written by a transaction "
+                             "that committed after it began");
+        }
         q->leader_active = 1;
         grec_from_batch(&own, b);
         own.version = ++q->last_version;
@@ -595,27 +658,46 @@ kv_status kv_write(kv_db *db, const kv_write_options *wo, kv_batch *b, uint64_t 
         if (st == KV_OK && version_out) *version_out = own.version;
     } else {
         kv_mutex_unlock(&q->mu);
-        st = enqueue_and_wait(db, b, sync, 0, version_out, err);
+        st = enqueue_and_wait(db, b, sync, 0, NULL, version_out, err);
     }
     kv_batch_free(conv);
     return st;
 }
 
+kv_status kv_writer_vlog_only(kv_db *db, kv_batch *b, kv_err *err)
+{
+    kv_status st = kv_check_bg_error(db, err);
+    if (st != KV_OK || !b->n_ptrs) return st;
+    return enqueue_and_wait(db, b, 0, KV_WQ_VLOG_ONLY, NULL, NULL, err);
+}
+
+kv_status kv_writer_special(kv_db *db, int flag, void *arg, kv_batch *txn,
+                            uint64_t *version_out, kv_err *err)
+{
+    kv_status st = kv_check_bg_error(db, err);
+    if (st != KV_OK) return st;
+    return enqueue_and_wait(db, txn, 1, flag, arg, version_out, err);
+}
+
 kv_status kv_writer_rotate_vlog(kv_db *db, kv_err *err)
 {
-    return enqueue_and_wait(db, NULL, 0, KV_WQ_ROTATE_VLOG, NULL, err);
+    return enqueue_and_wait(db, NULL, 0, KV_WQ_ROTATE_VLOG, NULL, NULL, err);
 }
 
 kv_status kv_flush(kv_db *db, kv_err *err)
 {
-    kv_shared *sh;
     kv_status st = kv_check_usable(db, err);
-    uint64_t target;
     if (st != KV_OK) return st;
     if (db->opt->read_only) return KV_OK;
-    sh = db->sh;
-    st = enqueue_and_wait(db, NULL, 0, KV_WQ_ROTATE_MEM, NULL, err);
+    st = enqueue_and_wait(db, NULL, 0, KV_WQ_ROTATE_MEM, NULL, NULL, err);
     if (st != KV_OK) return st;
+    return kv_writer_wait_flushes(db, err);
+}
+
+kv_status kv_writer_wait_flushes(kv_db *db, kv_err *err)
+{
+    kv_shared *sh = db->sh;
+    uint64_t target;
     kv_mutex_lock(&sh->db_mu);
     target = sh->flushes_done + sh->n_imm;
     kv_cond_signal(&sh->flush_cv);
@@ -623,5 +705,6 @@ kv_status kv_flush(kv_db *db, kv_err *err)
            atomic_load(&sh->bg_status) == KV_OK)
         kv_cond_timedwait_ms(&sh->flushed_cv, &sh->db_mu, 100);
     kv_mutex_unlock(&sh->db_mu);
+    if (atomic_load(&sh->stopping)) return kv_seterr(err, KV_CLOSED, 0, "database is closing");
     return kv_check_bg_error(db, err);
 }

@@ -56,6 +56,8 @@
 #define MF_REC_EDIT  1
 #define MF_OP_CREATE 1
 #define MF_OP_DELETE 2
+#define MF_OP_DROP 3
+#define MF_OP_UNDROP 4
 
 static const char *compression_name(unsigned c)
 {
@@ -440,6 +442,8 @@ static int check_table(checker *c, const kv_mf_table *mt)
     kv_sst *t;
     kv_err err;
     struct stat sb;
+    size_t cmp_s, cmp_l;
+    uint64_t want_min, want_max;
 
     snprintf(path, sizeof path, "%s/%06llu.sst", c->dir,
              (unsigned long long)mt->props.table_id);
@@ -468,17 +472,23 @@ static int check_table(checker *c, const kv_mf_table *mt)
         problem(c, 1, "%s", err.msg);
     } else {
         check_entries(c, t, &m, mt);
+        /* an ingested table's keys carry version 0; the MANIFEST's bounds
+         * and versions are at its global version */
+        cmp_s = mt->global_version ? mt->slen - KV_TS_SIZE : mt->slen;
+        cmp_l = mt->global_version ? mt->llen - KV_TS_SIZE : mt->llen;
+        want_min = mt->global_version ? 0 : mt->props.min_version;
+        want_max = mt->global_version ? 0 : mt->props.max_version;
         k = kv_sst_smallest(t, &klen);
-        if (klen != mt->slen || memcmp(k, mt->smallest, klen) != 0)
+        if (klen != mt->slen || memcmp(k, mt->smallest, cmp_s) != 0)
             problem(c, 1,
                     "table \"%s\": smallest key \"%s\" differs from the MANIFEST's \"%s\"",
                     path, show_ukey(a, k, klen), show_ukey(b, mt->smallest, mt->slen));
         k = kv_sst_largest(t, &klen);
-        if (klen != mt->llen || memcmp(k, mt->largest, klen) != 0)
+        if (klen != mt->llen || memcmp(k, mt->largest, cmp_l) != 0)
             problem(c, 1, "table \"%s\": largest key \"%s\" differs from the MANIFEST's \"%s\"",
                     path, show_ukey(a, k, klen), show_ukey(b, mt->largest, mt->llen));
         p = kv_sst_get_props(t);
-        if (p->min_version != mt->props.min_version || p->max_version != mt->props.max_version)
+        if (p->min_version != want_min || p->max_version != want_max)
             problem(c, 1, "table \"%s\": versions %llu..%llu, the MANIFEST says %llu..%llu",
                     path, (unsigned long long)p->min_version,
                     (unsigned long long)p->max_version,
@@ -659,7 +669,7 @@ static int dump_mf_payload(const uint8_t *pl, size_t n, size_t off)
            off, n, (unsigned long long)next_id, (unsigned long long)maxv, count);
     for (uint32_t i = 0; i < count && !r.bad; i++) {
         unsigned op = (unsigned)rd_fixed(&r, 1), level = (unsigned)rd_fixed(&r, 1);
-        unsigned long long id = rd_fixed(&r, 8), v[7];
+        unsigned long long id = rd_fixed(&r, 8), v[8];
         const uint8_t *sk, *lk;
         size_t sl = 0, ll = 0;
         unsigned comp;
@@ -668,16 +678,33 @@ static int dump_mf_payload(const uint8_t *pl, size_t n, size_t off)
             printf("  delete L%u table %06llu\n", level, id);
             continue;
         }
+        if (op == MF_OP_DROP) {
+            uint64_t plen;
+            const uint8_t *q = kv_get_uvarint(r.p, r.end, &plen);
+            if (!q || plen > (uint64_t)(r.end - q)) {
+                r.bad = 1;
+                break;
+            }
+            r.p = q + plen;
+            printf("  drop keys with prefix \"%s\" up to version %llu\n",
+                   show(a, q, (size_t)plen, KEY_SHOW), id);
+            continue;
+        }
+        if (op == MF_OP_UNDROP) {
+            printf("  drop at version %llu done\n", id);
+            continue;
+        }
         if (op != MF_OP_CREATE) return -1;
-        for (int j = 0; j < 7; j++) v[j] = rd_fixed(&r, 8);
+        for (int j = 0; j < 8; j++) v[j] = rd_fixed(&r, 8);
         comp = (unsigned)rd_fixed(&r, 4);
         sk = rd_key(&r, &sl);
         lk = r.bad ? NULL : rd_key(&r, &ll);
         if (r.bad) break;
         printf("  create L%u table %06llu size %llu entries %llu deletes %llu vptrs %llu "
-               "vlog_bytes %llu versions %llu..%llu compression %s keys \"%s\" .. \"%s\"\n",
-               level, id, v[0], v[1], v[2], v[3], v[4], v[5], v[6], compression_name(comp),
-               show_ukey(a, sk, sl), show_ukey(b, lk, ll));
+               "vlog_bytes %llu versions %llu..%llu%s compression %s keys \"%s\" .. \"%s\"\n",
+               level, id, v[0], v[1], v[2], v[3], v[4], v[5], v[6],
+               v[7] ? " (ingested)" : "", compression_name(comp), show_ukey(a, sk, sl),
+               show_ukey(b, lk, ll));
     }
     return r.bad || r.p != r.end ? -1 : 0;
 }

@@ -1,0 +1,76 @@
+/*
+ * drops.h - DropPrefix / DropAll as versioned range deletions.
+ *
+ * A drop (prefix P, version D) deletes every entry whose key starts with P
+ * and whose version is <= D, for readers at versions >= D; readers at
+ * older versions still see them.  D is a commit version like any other
+ * (given by the writer queue), so the drop is ordered with every write.
+ *
+ * The drops in effect belong to the table version (version.h): every
+ * version carries a reference to an immutable drop list, so a reader that
+ * pinned a view has the drops that match its memtables and tables.  Point
+ * reads and iterators treat a covered entry as a tombstone; compaction
+ * removes covered entries once no reader can be older than D (the read
+ * horizon); tables entirely inside P whose versions are all <= D are
+ * simply removed from the version.  A drop is retired (removed from the
+ * list) when no memtable or table can still hold an entry it covers.
+ * Adding and retiring drops are manifest records (MANIFEST format).
+ */
+#ifndef KV_DROPS_H
+#define KV_DROPS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv.h"
+
+#define KV_MAX_DROPS 64
+#define KV_DROP_PREFIX_MAX 128
+
+typedef struct kv_drop {
+    uint64_t version;
+    uint32_t len;
+    uint32_t pad;
+    uint8_t prefix[KV_DROP_PREFIX_MAX];
+} kv_drop;
+
+typedef struct kv_drop_list {
+    _Atomic uint32_t refs;
+    uint32_t n;
+    kv_drop d[KV_MAX_DROPS];
+} kv_drop_list;
+
+struct kv_db;
+
+/* 1 if an entry of user key k at version ver is deleted by a drop in l
+ * for a reader at read_version. */
+int kv_drops_cover(const kv_drop_list *l, const uint8_t *k, size_t n, uint64_t ver,
+                   uint64_t read_version);
+
+/* A new list (refs 1): base (offset, 0 = none) minus the drops with the
+ * versions in retire[], plus add (if non-NULL).  *out = 0 if it is empty. */
+kv_status kv_drops_derive(struct kv_db *db, uint64_t base, const kv_drop *add,
+                          const uint64_t *retire, uint32_t n_retire, uint64_t *out,
+                          kv_err *err);
+void kv_drops_ref(struct kv_db *db, uint64_t off);
+void kv_drops_unref(struct kv_db *db, uint64_t off);
+
+/* Host maintenance (vset.mu held, current version v): fills *e with the
+ * deletion of tables entirely covered by drops no reader can be older
+ * than, and the retirement of drops that cover nothing any more.
+ * Returns 1 if e has anything to do. */
+struct kv_version;
+struct kv_vedit;
+int kv_drops_maintenance(struct kv_db *db, const struct kv_version *v, struct kv_vedit *e);
+/* Runs the maintenance on the current version and applies it.  Host,
+ * REQUIRES vset.mu. */
+void kv_drops_tick(struct kv_db *db);
+
+/* Host: records a drop at version in the version set (manifest). */
+kv_status kv_drop_install(struct kv_db *db, const uint8_t *prefix, uint32_t n, uint64_t version,
+                          kv_err *err);
+/* The writer-queue leader's part of kv_drop_prefix (arg is private). */
+kv_status kv_drop_apply(struct kv_db *db, void *arg, uint64_t version, kv_err *err);
+
+#endif

@@ -1,0 +1,98 @@
+/*
+ * pending.h - a transaction's pending writes.
+ *
+ * Every write gets the next transaction-local sequence number and goes
+ * into a private arena skiplist (skiplist.h) as key ++ be64(~seq), so the
+ * newest write of a key comes first.  Nothing is ever overwritten:
+ * rolling back to a savepoint marks a range of sequence numbers dead, and
+ * readers skip dead writes - so savepoints need no undo log.
+ *
+ * The arena starts small and doubles up to MaxTxnMemory; past that its
+ * contents are spilled to disk as a sorted run (an SSTable in Dir, named
+ * txn-<pid>-<n>.spill, removed when the transaction ends and by the next
+ * open after a crash) and a fresh arena started.  Lookups check the arena,
+ * then the runs newest first.  Past KV_PENDING_MAX_RUNS runs, the runs are
+ * merged into one (dropping undone writes).
+ *
+ * Belongs to one transaction (one thread at a time).
+ */
+#ifndef KV_PENDING_H
+#define KV_PENDING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ikey.h"
+#include "iter.h"
+#include "kv.h"
+#include "skiplist.h"
+#include "sst.h"
+
+typedef struct kv_spill_run {
+    char *path;
+    kv_file *file;
+    const uint8_t *map;
+    uint64_t size;
+    kv_sst *sst;
+} kv_spill_run;
+
+typedef struct kv_seq_range {
+    uint64_t lo, hi; /* dead: lo < seq <= hi */
+} kv_seq_range;
+
+typedef struct kv_pending {
+    struct kv_db *db;
+    kv_sl *sl;              /* current arena (malloc'd), NULL before the first write */
+    size_t cap, max_mem;
+    uint64_t seq;           /* last sequence number given */
+    uint64_t writes, bytes; /* writes made (including undone ones), key + value bytes */
+    kv_seq_range *dead;
+    size_t n_dead, cap_dead;
+    kv_spill_run *runs;     /* oldest first */
+    size_t n_runs;
+    unsigned long run_id;
+    /* Open iterators read the arena and runs they were made over: while
+     * any is open, a replaced arena or merged-away run is retired here
+     * instead of freed. */
+    int iters_open;
+    kv_sl **retired_sl;
+    size_t n_retired_sl;
+    kv_spill_run *retired_runs;
+    size_t n_retired_runs;
+} kv_pending;
+
+void kv_pending_init(kv_pending *p, struct kv_db *db, size_t max_mem);
+void kv_pending_free(kv_pending *p);
+
+kv_status kv_pending_put(kv_pending *p, const void *key, size_t klen, uint8_t meta,
+                         uint8_t user_meta, uint64_t expires_at, const void *val, size_t vlen,
+                         kv_err *err);
+
+/* The newest live write of key: 1 and *vs (pointing into memory that stays
+ * valid until the pending store is freed), 0 if none, -1 on error. */
+int kv_pending_get(kv_pending *p, const void *key, size_t klen, kv_vstruct *vs, kv_err *err);
+
+int kv_pending_dead(const kv_pending *p, uint64_t seq);
+/* Undoes every write after mark. */
+kv_status kv_pending_rollback(kv_pending *p, uint64_t mark, kv_err *err);
+
+/* 1 if nothing was ever written (or everything was undone and nothing
+ * spilled - the cheap test). */
+int kv_pending_empty(const kv_pending *p);
+
+/* An iterator over the newest live write of each key, in one direction,
+ * with keys presented as key ++ be64(0) - version UINT64_MAX, which no
+ * commit ever has, so it sorts before every committed version of the key
+ * and the transaction iterator knows it for a pending write. */
+kv_iiter *kv_pending_iter(kv_pending *p, int reverse, uint64_t seq_limit);
+
+/* Calls fn for the newest live write of every key, in key order (user
+ * key and its decoded value struct); stops at the first error. */
+typedef kv_status (*kv_pending_fn)(void *ctx, const uint8_t *key, size_t klen,
+                                   const kv_vstruct *vs, kv_err *err);
+kv_status kv_pending_each(kv_pending *p, kv_pending_fn fn, void *ctx, kv_err *err);
+
+#define KV_PENDING_VERSION UINT64_MAX
+#define KV_PENDING_MAX_RUNS 16
+
+#endif

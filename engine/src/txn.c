@@ -1,0 +1,327 @@
+/*
+ * txn.c - transactions (kv.h): a registered snapshot, pending writes
+ * (pending.c), the fingerprints of the keys read, and commit.
+ *
+ * Commit builds the newest live write of every key into one batch and
+ * writes it through the writer queue, which checks the read fingerprints
+ * against the conflict table (conflict.h) when it gives the commit its
+ * version - so the check and the ordering are one step.  A transaction
+ * whose writes do not fit a memtable batch, or that spilled to disk,
+ * commits by ingesting tables instead (ingest.c).  Either way the commit
+ * is one WAL record or one MANIFEST record: atomic across crashes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "db.h"
+#include "err.h"
+#include "hash.h"
+#include "ingest.h"
+#include "pending.h"
+
+#define TXN_ACTIVE 0
+#define TXN_DONE 1
+
+struct kv_txn {
+    kv_db *db;
+    int update;
+    int state;
+    kv_status failed;         /* why it was poisoned, KV_OK if it was not */
+    uint64_t read_ts;
+    int snap_slot;
+    kv_pending pend;
+    uint64_t *reads;          /* key fingerprints read (update, conflict detection) */
+    size_t n_reads, cap_reads;
+};
+
+static kv_status usable(kv_txn *t, kv_err *err)
+{
+    if (!t) return kv_seterr(err, KV_INVALID, 0, "transaction must not be NULL");
+    if (t->state != TXN_ACTIVE)
+        return kv_seterr(err, KV_BAD_TXN, 0, "the transaction was already %s",
+                         t->failed != KV_OK ? "failed" : "committed or discarded");
+    return kv_check_usable(t->db, err);
+}
+
+/* A failed call poisons the transaction (LMDB's rule). */
+static kv_status poison(kv_txn *t, kv_status st)
+{
+    if (st != KV_OK && st != KV_NOT_FOUND && t->state == TXN_ACTIVE) t->failed = st;
+    return st;
+}
+
+kv_status kv_txn_begin(kv_db *db, int update, kv_txn **out, kv_err *err)
+{
+    kv_txn *t;
+    kv_status st;
+    if (!db || !out) return kv_seterr(err, KV_INVALID, 0, "kv_txn_begin: db and out are required");
+    st = kv_check_usable(db, err);
+    if (st != KV_OK) return st;
+    if (update && db->opt->read_only)
+        return kv_seterr(err, KV_READ_ONLY, 0, "cannot begin an update transaction: ReadOnly");
+    t = calloc(1, sizeof *t);
+    if (!t) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory beginning a transaction");
+    t->db = db;
+    t->update = update;
+    st = kv_snap_register(db, 0, &t->snap_slot, &t->read_ts, err);
+    if (st != KV_OK) {
+        free(t);
+        return st;
+    }
+    kv_pending_init(&t->pend, db, (size_t)db->opt->max_txn_memory);
+    *out = t;
+    return KV_OK;
+}
+
+uint64_t kv_txn_read_version(const kv_txn *t)
+{
+    return t->read_ts;
+}
+
+static void finish(kv_txn *t)
+{
+    if (t->state == TXN_DONE) return;
+    t->state = TXN_DONE;
+    kv_snap_unregister(t->db, t->snap_slot);
+    t->snap_slot = -1;
+    kv_pending_free(&t->pend);
+    free(t->reads);
+    t->reads = NULL;
+    t->n_reads = t->cap_reads = 0;
+}
+
+void kv_txn_discard(kv_txn *t)
+{
+    if (t) finish(t);
+}
+
+void kv_txn_free(kv_txn *t)
+{
+    if (!t) return;
+    finish(t);
+    free(t);
+}
+
+void kv_txn_size(const kv_txn *t, uint64_t *entries, uint64_t *bytes)
+{
+    if (entries) *entries = t->pend.writes;
+    if (bytes) *bytes = t->pend.bytes;
+}
+
+static void note_read(kv_txn *t, const void *key, size_t n)
+{
+    if (!t->update || !t->db->opt->detect_conflicts) return;
+    if (t->n_reads == t->cap_reads) {
+        size_t cap = t->cap_reads ? t->cap_reads * 2 : 32;
+        uint64_t *r = realloc(t->reads, cap * sizeof *r);
+        if (!r) { /* cannot remember the read: commit must not succeed blindly */
+            t->failed = KV_NO_MEMORY;
+            return;
+        }
+        t->reads = r;
+        t->cap_reads = cap;
+    }
+    t->reads[t->n_reads++] = kv_key_hash(key, n);
+}
+
+static void note_read_cb(void *ctx, const uint8_t *key, size_t n)
+{
+    note_read(ctx, key, n);
+}
+
+static kv_status check_key(const void *key, size_t klen, kv_err *err)
+{
+    if (!key || !klen) return kv_seterr(err, KV_INVALID, 0, "key must not be empty");
+    if (klen > KV_MAX_KEY_SIZE)
+        return kv_seterr(err, KV_TOO_BIG, 0, "key of %zu bytes exceeds the limit of %d bytes",
+                         klen, KV_MAX_KEY_SIZE);
+    return KV_OK;
+}
+
+kv_status kv_txn_get(kv_txn *t, const void *key, size_t klen, kv_buf *val, kv_entry_meta *meta,
+                     kv_err *err)
+{
+    kv_vstruct vs;
+    kv_read_options ro;
+    int r;
+    kv_status st = usable(t, err);
+    if (st == KV_OK) st = check_key(key, klen, err);
+    if (st != KV_OK) return st;
+    r = kv_pending_get(&t->pend, key, klen, &vs, err);
+    if (r < 0) return poison(t, err ? err->code : KV_IO);
+    if (r > 0) { /* read your own write */
+        if ((vs.meta & KV_META_DELETE) ||
+            (vs.expires_at && vs.expires_at <= t->db->env->unix_seconds(t->db->env)))
+            return KV_NOT_FOUND;
+        if (val) {
+            if (vs.value_len > val->cap) {
+                char *p = realloc(val->data, vs.value_len);
+                if (!p) return poison(t, kv_seterr(err, KV_NO_MEMORY, 0, "out of memory"));
+                val->data = p;
+                val->cap = vs.value_len;
+            }
+            if (vs.value_len) memcpy(val->data, vs.value, vs.value_len);
+            val->len = vs.value_len;
+        }
+        if (meta) {
+            memset(meta, 0, sizeof *meta);
+            meta->version = t->read_ts;
+            meta->expires_at = vs.expires_at;
+            meta->user_meta = vs.user_meta;
+        }
+        return KV_OK;
+    }
+    note_read(t, key, klen);
+    ro.version = t->read_ts;
+    ro.fill_cache = 1;
+    return poison(t, kv_get(t->db, &ro, key, klen, val, meta, err));
+}
+
+static kv_status write(kv_txn *t, const void *key, size_t klen, uint8_t meta, uint8_t user_meta,
+                       uint64_t expires_at, const void *val, size_t vlen, kv_err *err)
+{
+    kv_status st = usable(t, err);
+    if (st == KV_OK && !t->update)
+        st = kv_seterr(err, KV_READ_ONLY, 0, "write in a read-only transaction");
+    if (st == KV_OK) st = check_key(key, klen, err);
+    if (st == KV_OK && (uint64_t)vlen > (uint64_t)KV_MAX_VALUE_SIZE)
+        st = kv_seterr(err, KV_TOO_BIG, 0, "value of %zu bytes exceeds the limit of %lld bytes",
+                       vlen, (long long)KV_MAX_VALUE_SIZE);
+    if (st == KV_OK && vlen && !val) st = kv_seterr(err, KV_INVALID, 0, "value pointer is NULL");
+    if (st != KV_OK) return st == KV_BAD_TXN ? st : poison(t, st);
+    return poison(t, kv_pending_put(&t->pend, key, klen, meta, user_meta, expires_at, val, vlen,
+                                    err));
+}
+
+kv_status kv_txn_set(kv_txn *t, const void *key, size_t klen, const void *val, size_t vlen,
+                     kv_err *err)
+{
+    return write(t, key, klen, 0, 0, 0, val, vlen, err);
+}
+
+kv_status kv_txn_set_ex(kv_txn *t, const void *key, size_t klen, const void *val, size_t vlen,
+                        uint8_t user_meta, uint64_t expires_at, kv_err *err)
+{
+    return write(t, key, klen, 0, user_meta, expires_at, val, vlen, err);
+}
+
+kv_status kv_txn_delete(kv_txn *t, const void *key, size_t klen, kv_err *err)
+{
+    return write(t, key, klen, KV_META_DELETE, 0, 0, NULL, 0, err);
+}
+
+kv_status kv_txn_iter_new(kv_txn *t, const kv_iter_options *io, kv_iter **it, kv_err *err)
+{
+    kv_status st = usable(t, err);
+    if (st != KV_OK) return st;
+    return kv_iter_new_txn(t->db, io, t->read_ts, &t->pend, note_read_cb, t, it, err);
+}
+
+uint64_t kv_txn_mark(kv_txn *t)
+{
+    return t->pend.seq;
+}
+
+kv_status kv_txn_rollback_to(kv_txn *t, uint64_t mark, kv_err *err)
+{
+    kv_status st = usable(t, err);
+    if (st != KV_OK) return st;
+    return poison(t, kv_pending_rollback(&t->pend, mark, err));
+}
+
+/* The batch of a small transaction: the newest live write of each key. */
+typedef struct batch_build {
+    kv_batch *b;
+    uint64_t *w;              /* fingerprints of the keys written */
+    size_t nw, cap;
+} batch_build;
+
+static kv_status add_to_batch(void *ctx, const uint8_t *k, size_t kn, const kv_vstruct *vs,
+                              kv_err *err)
+{
+    batch_build *bb = ctx;
+    kv_status st = kv_batch_add(bb->b, k, kn, vs->meta, vs->user_meta, vs->expires_at, vs->value,
+                                vs->value_len, err);
+    if (st != KV_OK) return st;
+    if (bb->nw == bb->cap) {
+        size_t c = bb->cap ? bb->cap * 2 : 64;
+        uint64_t *q = realloc(bb->w, c * sizeof *q);
+        if (!q) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory committing");
+        bb->w = q;
+        bb->cap = c;
+    }
+    bb->w[bb->nw++] = kv_key_hash(k, kn);
+    return KV_OK;
+}
+
+static kv_status build_batch(kv_txn *t, kv_batch **out, uint64_t **writes, kv_err *err)
+{
+    batch_build bb;
+    kv_status st;
+    memset(&bb, 0, sizeof bb);
+    bb.b = kv_batch_new_for(t->db);
+    st = bb.b ? kv_pending_each(&t->pend, add_to_batch, &bb, err)
+              : kv_seterr(err, KV_NO_MEMORY, 0, "out of memory committing");
+    if (st != KV_OK) {
+        kv_batch_free(bb.b);
+        free(bb.w);
+        return st;
+    }
+    bb.b->txn = 1;
+    bb.b->txn_writes = bb.w;
+    bb.b->n_txn_writes = (uint32_t)bb.nw;
+    *writes = bb.w;
+    *out = bb.b;
+    return KV_OK;
+}
+
+/* Small enough for one WAL record in one memtable? */
+static int fits_batch(const kv_txn *t)
+{
+    uint64_t arena = t->db->sh->arena_size;
+    return t->pend.n_runs == 0 && t->pend.bytes + t->pend.writes * 64 < arena / 4;
+}
+
+kv_status kv_txn_commit(kv_txn *t, const kv_commit_options *co, uint64_t *version_out,
+                        kv_err *err)
+{
+    kv_status st = usable(t, err);
+    kv_write_options wo;
+    if (st != KV_OK) {
+        if (t && st != KV_BAD_TXN) finish(t);
+        return st;
+    }
+    if (t->failed != KV_OK) {
+        st = kv_seterr(err, KV_BAD_TXN, 0, "the transaction failed earlier (%s)",
+                       kv_status_str(t->failed));
+        finish(t);
+        return st;
+    }
+    if (!t->update || kv_pending_empty(&t->pend)) {
+        if (version_out) *version_out = t->read_ts;
+        finish(t);
+        return KV_OK;
+    }
+    wo.sync = co ? co->sync : 0;
+    if (fits_batch(t)) {
+        kv_batch *b;
+        uint64_t *writes = NULL;
+        st = build_batch(t, &b, &writes, err);
+        if (st == KV_OK) {
+            b->txn_reads = t->reads;
+            b->n_txn_reads = (uint32_t)t->n_reads;
+            b->txn_read_ts = t->read_ts;
+            if (b->count) st = kv_write(t->db, &wo, b, version_out, err);
+            else if (version_out) *version_out = t->read_ts; /* everything was undone */
+            kv_batch_free(b);
+            free(writes);
+        }
+    } else {
+        /* (always durable: tables and the manifest record are synced) */
+        st = kv_ingest_commit(t->db, &t->pend, t->snap_slot, t->reads, t->n_reads, t->read_ts,
+                              version_out, err);
+    }
+    finish(t);
+    return st;
+}
