@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <sched.h>
 #include <time.h>
 
 #include "batch.h"
@@ -21,6 +22,7 @@
 #define GROUP_MAX_BYTES (1u << 20)
 #define GROUP_SMALL_FIRST (128u << 10)
 #define GROUP_MAX_ITEMS 256
+#define GATHER_MAX_US 60
 
 /* One batch of a leader's group: where its image is in memory. */
 typedef struct grec {
@@ -450,6 +452,23 @@ static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
     kv_status st;
     kv_err lerr;
 
+    /* Gathering: a synced group pays one fsync however many it carries.
+     * When the last synced group had company, commits that were released
+     * with it are about to queue again: give them a moment to join, rather
+     * than fsync for one and make them wait a whole fsync more. */
+    if (own->sync && q->last_sync_group > 1 && !own->n_conds &&
+        !(own->flags & (KV_WQ_INGEST | KV_WQ_DROP))) {
+        uint64_t t0 = now_us(db);
+        for (;;) {
+            uint32_t queued = 0;
+            for (off = own_item ? own_item->next : q->head; off; off = item_at(db, off)->next)
+                queued++;
+            if (queued + 1 >= q->last_sync_group || now_us(db) - t0 >= GATHER_MAX_US) break;
+            kv_mutex_unlock(&q->mu);
+            sched_yield(); /* the released committers are runnable: let them queue */
+            kv_mutex_lock(&q->mu);
+        }
+    }
     g[n++] = *own;
     any_sync |= own->sync;
     bytes = own->len + own->vlen;
@@ -489,6 +508,7 @@ static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
         st = write_group(db, g, n, any_sync, &lerr);
 
     kv_mutex_lock(&q->mu);
+    if (any_sync) q->last_sync_group = (uint32_t)n;
     for (int i = 0; i < n; i++) {
         if (!g[i].item) continue;
         g[i].item->status = st;

@@ -60,7 +60,7 @@ typedef struct kv_wq {
     kv_cond cv;
     uint64_t head, tail;      /* queued items (offsets) */
     uint32_t leader_active;
-    uint32_t pad;
+    uint32_t last_sync_group; /* items in the last synced group (gathering) */
     uint64_t last_version;    /* last version assigned */
 } kv_wq;
 

@@ -1,0 +1,221 @@
+/*
+ * txnbench.c - transaction benchmarks.
+ *
+ *   txnbench latency --dir D [--n N]
+ *       one thread, N one-key update transactions (begin, set, commit,
+ *       free) with sync off: mean, p50, p99 and p99.9 microseconds.
+ *   txnbench group --dir D [--threads T] [--seconds S] [--sync]
+ *       T threads commit one-key transactions for S seconds: commits/s.
+ *       Run with --threads 1 --sync and --threads 8 --sync to see what
+ *       group commit buys over one fsync per commit.
+ *   txnbench big --dir D [--rows N] [--value V]
+ *       one transaction of N rows with V-byte values, committed (it spills
+ *       and commits by ingesting tables), then counted by a key-only
+ *       iterator: seconds to write, to commit, to count.
+ *
+ * The directory is created; it must not hold a database already.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kv.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, const kv_err *err)
+{
+    fprintf(stderr, "txnbench: %s: %s\n", what, err->msg);
+    exit(1);
+}
+
+static kv_db *open_db(const char *dir)
+{
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    kv_options_default(&o, dir);
+    o.log_level = KV_LOG_WARNING;
+    if (kv_open(&o, &db, &err) != KV_OK) die("open", &err);
+    return db;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void one_key_txn(kv_db *db, uint64_t i, int sync)
+{
+    kv_txn *t;
+    kv_err err;
+    char k[32], v[64];
+    kv_commit_options co = {sync};
+    kv_status st;
+    snprintf(k, sizeof k, "k%012llu", (unsigned long long)i);
+    memset(v, 'v', sizeof v);
+    if (kv_txn_begin(db, 1, &t, &err) != KV_OK) die("begin", &err);
+    if (kv_txn_set(t, k, strlen(k), v, sizeof v, &err) != KV_OK) die("set", &err);
+    st = kv_txn_commit(t, &co, NULL, &err);
+    if (st != KV_OK) die("commit", &err);
+    kv_txn_free(t);
+}
+
+static int latency(const char *dir, long n)
+{
+    kv_db *db = open_db(dir);
+    double *lat = malloc(sizeof *lat * (size_t)n), sum = 0, t0;
+    kv_err err;
+    if (!lat) return 1;
+    for (long i = 0; i < n / 10; i++) one_key_txn(db, (uint64_t)i + (uint64_t)n, 0); /* warm up */
+    t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        double a = now_s();
+        one_key_txn(db, (uint64_t)i, 0);
+        lat[i] = (now_s() - a) * 1e6;
+        sum += lat[i];
+    }
+    t0 = now_s() - t0;
+    qsort(lat, (size_t)n, sizeof *lat, cmp_double);
+    printf("latency: %ld one-key transactions, sync off: mean %.2f us, p50 %.2f us, p99 %.2f us, "
+           "p99.9 %.2f us (%.0f commits/s)\n",
+           n, sum / (double)n, lat[n / 2], lat[n * 99 / 100], lat[n * 999 / 1000],
+           (double)n / t0);
+    free(lat);
+    if (kv_close(db, &err) != KV_OK) die("close", &err);
+    return 0;
+}
+
+typedef struct gjob {
+    kv_db *db;
+    int id, sync;
+    atomic_int *stop;
+    long commits;
+} gjob;
+
+static void *group_thread(void *p)
+{
+    gjob *j = p;
+    uint64_t i = (uint64_t)j->id << 40;
+    while (!atomic_load(j->stop)) {
+        one_key_txn(j->db, i++, j->sync);
+        j->commits++;
+    }
+    return NULL;
+}
+
+static int group(const char *dir, int threads, double seconds, int sync)
+{
+    kv_db *db = open_db(dir);
+    pthread_t th[256];
+    gjob jobs[256];
+    atomic_int stop = 0;
+    long total = 0;
+    kv_stats st;
+    kv_err err;
+    double t0;
+    if (threads < 1 || threads > 256) return 1;
+    t0 = now_s();
+    for (int i = 0; i < threads; i++) {
+        jobs[i] = (gjob){db, i, sync, &stop, 0};
+        pthread_create(&th[i], NULL, group_thread, &jobs[i]);
+    }
+    while (now_s() - t0 < seconds) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        total += jobs[i].commits;
+    }
+    t0 = now_s() - t0;
+    kv_get_stats(db, &st);
+    printf("group: %d threads, sync %s: %ld commits in %.2f s = %.0f commits/s, %llu WAL syncs "
+           "(%.1f commits per sync)\n",
+           threads, sync ? "on" : "off", total, t0, (double)total / t0,
+           (unsigned long long)st.syncs, st.syncs ? (double)total / (double)st.syncs : 0.0);
+    if (kv_close(db, &err) != KV_OK) die("close", &err);
+    return 0;
+}
+
+static int big(const char *dir, long rows, size_t vlen)
+{
+    kv_db *db = open_db(dir);
+    kv_txn *t;
+    kv_err err;
+    char k[32], *v = malloc(vlen ? vlen : 1);
+    double t0, t_write, t_commit;
+    uint64_t version = 0;
+    kv_iter *it;
+    kv_iter_options io;
+    long n = 0;
+    if (!v) return 1;
+    memset(v, 'x', vlen);
+    t0 = now_s();
+    if (kv_txn_begin(db, 1, &t, &err) != KV_OK) die("begin", &err);
+    for (long i = 0; i < rows; i++) {
+        snprintf(k, sizeof k, "row%012ld", i);
+        if (vlen >= 8) memcpy(v, &i, 8);
+        if (kv_txn_set(t, k, strlen(k), v, vlen, &err) != KV_OK) die("set", &err);
+    }
+    t_write = now_s() - t0;
+    t0 = now_s();
+    if (kv_txn_commit(t, NULL, &version, &err) != KV_OK) die("commit", &err);
+    kv_txn_free(t);
+    t_commit = now_s() - t0;
+    t0 = now_s();
+    memset(&io, 0, sizeof io);
+    io.key_only = 1;
+    if (kv_iter_new(db, &io, &it, &err) != KV_OK) die("iter", &err);
+    for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it)) n++;
+    if (kv_iter_status(it, &err) != KV_OK) die("iterate", &err);
+    kv_iter_free(it);
+    printf("big: %ld rows x %zu-byte values in one transaction: writes %.2f s, commit %.2f s "
+           "(version %llu), counted %ld rows in %.2f s\n",
+           rows, vlen, t_write, t_commit, (unsigned long long)version, n, now_s() - t0);
+    free(v);
+    if (kv_close(db, &err) != KV_OK) die("close", &err);
+    return n == rows ? 0 : 2;
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "", *dir = NULL;
+    long n = 200000, rows = 1000000;
+    int threads = 8, sync = 0;
+    double seconds = 5;
+    size_t vlen = 100;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--dir") && next) dir = argv[++i];
+        else if (!strcmp(a, "--n") && next) n = atol(argv[++i]);
+        else if (!strcmp(a, "--threads") && next) threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--seconds") && next) seconds = atof(argv[++i]);
+        else if (!strcmp(a, "--rows") && next) rows = atol(argv[++i]);
+        else if (!strcmp(a, "--value") && next) vlen = (size_t)atol(argv[++i]);
+        else if (!strcmp(a, "--sync")) sync = 1;
+        else {
+            fprintf(stderr, "txnbench: unknown argument \"%s\"\n", a);
+            return 2;
+        }
+    }
+    if (!dir || n < 10 || rows < 1) {
+        fprintf(stderr, "usage: txnbench latency|group|big --dir DIR [options]\n");
+        return 2;
+    }
+    if (!strcmp(mode, "latency")) return latency(dir, n);
+    if (!strcmp(mode, "group")) return group(dir, threads, seconds, sync);
+    if (!strcmp(mode, "big")) return big(dir, rows, vlen);
+    fprintf(stderr, "txnbench: unknown mode \"%s\"\n", mode);
+    return 2;
+}
