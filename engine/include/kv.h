@@ -342,6 +342,8 @@ kv_status kv_iter_value(kv_iter *it, const void **val, size_t *vlen, kv_err *err
 /* KV_OK, or the error that ended the iteration early. */
 kv_status kv_iter_status(const kv_iter *it, kv_err *err);
 void kv_iter_free(kv_iter *it);
+/* Keys the iterator has returned and values it read from value logs. */
+void kv_iter_counters(const kv_iter *it, uint64_t *keys, uint64_t *vlog_reads);
 
 /* ---- transactions -----------------------------------------------------------
  * Badger's model, across threads and processes: a transaction reads one
@@ -363,6 +365,10 @@ typedef struct kv_txn kv_txn;
 kv_status kv_txn_begin(kv_db *db, int update, kv_txn **txn, kv_err *err);
 /* The version the transaction reads at. */
 uint64_t kv_txn_read_version(const kv_txn *txn);
+/* Moves the transaction's snapshot to the newest commit (READ COMMITTED:
+ * one per statement); pending writes stay.  Reads made before are still
+ * checked for conflicts against their own, older, snapshot. */
+kv_status kv_txn_refresh(kv_txn *txn, kv_err *err);
 
 /* As kv_get, at the transaction's snapshot, over its pending writes.  A
  * key read by an update transaction is checked for conflicts at commit. */
@@ -449,6 +455,12 @@ typedef struct kv_vlog_info {
     uint64_t discard_bytes;
     double discard_ratio;
 } kv_vlog_info;
+
+/* Estimates the entries (versions included) and bytes stored for user
+ * keys in [lo, hi) (hi NULL: no upper bound) from table metadata and a
+ * sample of the memtables - cheap enough for query planning. */
+kv_status kv_estimate_range(kv_db *db, const void *lo, size_t lo_len, const void *hi,
+                            size_t hi_len, uint64_t *keys, uint64_t *bytes, kv_err *err);
 
 /* Fills up to max entries; returns the number of value-log files. */
 int kv_get_vlog_files(kv_db *db, kv_vlog_info *out, int max);

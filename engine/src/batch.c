@@ -62,8 +62,9 @@ void kv_batch_clear(kv_batch *b)
     b->n_conds = 0;
     b->max_inline = 0;
     b->txn = 0;
-    b->n_txn_reads = b->n_txn_writes = 0;
+    b->n_txn_segs = b->n_txn_writes = 0;
     b->txn_reads = b->txn_writes = NULL;
+    b->txn_segs = NULL;
     b->count = 0;
     b->mem_cost = 0;
     b->data_bytes = 0;
@@ -294,10 +295,10 @@ kv_batch *kv_batch_rebuild(const kv_batch *src, uint64_t threshold, kv_err *err)
     b->flags = src->flags;
     b->txn = src->txn;
     b->txn_reads = src->txn_reads;
-    b->n_txn_reads = src->n_txn_reads;
+    b->txn_segs = src->txn_segs;
+    b->n_txn_segs = src->n_txn_segs;
     b->txn_writes = src->txn_writes;
     b->n_txn_writes = src->n_txn_writes;
-    b->txn_read_ts = src->txn_read_ts;
     return b;
 bad:
     kv_seterr(err, KV_INVALID, 0, "malformed batch");

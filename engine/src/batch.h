@@ -46,8 +46,8 @@ struct kv_batch {
     /* a transaction's commit: conflict-checked when it gets its version
      * (in the committing process, under wq.mu; never staged) */
     const uint64_t *txn_reads, *txn_writes;
-    uint32_t n_txn_reads, n_txn_writes;
-    uint64_t txn_read_ts;
+    const struct kv_read_seg *txn_segs; /* conflict.h */
+    uint32_t n_txn_segs, n_txn_writes;
     int txn;
     uint8_t flags;            /* KV_WAL_F_* */
 };

@@ -38,17 +38,22 @@ static uint32_t fp32(uint64_t h)
     return f ? f : 1; /* 0 marks an empty slot */
 }
 
-int kv_conflict_check(kv_db *db, const uint64_t *reads, uint32_t n, uint64_t read_ts)
+int kv_conflict_check(kv_db *db, const uint64_t *reads, const kv_read_seg *segs,
+                      uint32_t n_segs)
 {
     kv_conflict *c = &db->sh->conflict;
+    uint32_t i = 0;
     c->checks++;
-    if (c->global_floor > read_ts) goto conflict;
-    for (uint32_t i = 0; i < n; i++) {
-        kv_cbucket *b = bucket(db, reads[i]);
-        uint32_t f = fp32(reads[i]);
-        if (b->floor > read_ts) goto conflict;
-        for (int s = 0; s < KV_CONFLICT_SLOTS; s++)
-            if (b->fp[s] == f && b->ts[s] > read_ts) goto conflict;
+    for (uint32_t g = 0; g < n_segs; g++) {
+        uint64_t read_ts = segs[g].read_ts;
+        if (i < segs[g].end && c->global_floor > read_ts) goto conflict;
+        for (; i < segs[g].end; i++) {
+            kv_cbucket *b = bucket(db, reads[i]);
+            uint32_t f = fp32(reads[i]);
+            if (b->floor > read_ts) goto conflict;
+            for (int s = 0; s < KV_CONFLICT_SLOTS; s++)
+                if (b->fp[s] == f && b->ts[s] > read_ts) goto conflict;
+        }
     }
     return 0;
 conflict:

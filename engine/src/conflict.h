@@ -42,9 +42,19 @@ struct kv_db;
 uint64_t kv_conflict_region_size(int64_t bytes);
 void kv_conflict_init(kv_conflict *c, char *base, uint64_t off, uint64_t size);
 
-/* 1 if a key with one of the n read hashes was written after read_ts.
- * REQUIRES wq.mu. */
-int kv_conflict_check(struct kv_db *db, const uint64_t *reads, uint32_t n, uint64_t read_ts);
+/* The keys a transaction read, in segments: reads [previous end, end)
+ * were read at read_ts (a READ COMMITTED transaction takes a newer
+ * snapshot per statement). */
+typedef struct kv_read_seg {
+    uint32_t end;
+    uint32_t pad;
+    uint64_t read_ts;
+} kv_read_seg;
+
+/* 1 if a key with one of the read hashes was written after the read
+ * version of its segment.  REQUIRES wq.mu. */
+int kv_conflict_check(struct kv_db *db, const uint64_t *reads, const kv_read_seg *segs,
+                      uint32_t n_segs);
 /* Records that a commit at version ts wrote keys with these hashes.
  * REQUIRES wq.mu. */
 void kv_conflict_record(struct kv_db *db, const uint64_t *writes, uint32_t n, uint64_t ts);

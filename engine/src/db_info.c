@@ -190,3 +190,75 @@ int kv_get_vlog_files(kv_db *db, kv_vlog_info *out, int max)
     kv_mutex_unlock(&v->mu);
     return n;
 }
+
+/* ---- range estimates (query planning) ---- */
+
+/* 1 if user key k is in [lo, hi) (hi NULL: unbounded). */
+static int in_range(const uint8_t *k, size_t n, const uint8_t *lo, size_t lon, const uint8_t *hi,
+                    size_t hin)
+{
+    return kv_ukey_cmp(k, n, lo, lon) >= 0 && (!hi || kv_ukey_cmp(k, n, hi, hin) < 0);
+}
+
+#define MEM_SAMPLE 4096
+
+kv_status kv_estimate_range(kv_db *db, const void *lo, size_t lon, const void *hi, size_t hin,
+                            uint64_t *keys, uint64_t *bytes, kv_err *err)
+{
+    kv_view *v;
+    kv_version *ver;
+    double k = 0, b = 0;
+    kv_status st = kv_check_usable(db, err);
+    if (st != KV_OK) return st;
+    if (!lo) lon = 0;
+    v = kv_view_pin(db);
+    ver = kv_ver_at(db, v->version);
+    for (uint32_t l = 0; ver && l < ver->n_levels; l++)
+        for (uint32_t i = 0; i < ver->count[l]; i++) {
+            kv_table_meta *tm = kv_ver_table(db, ver, (int)l, i);
+            const uint8_t *s = kv_tm_smallest(tm), *g = kv_tm_largest(tm);
+            size_t sn = kv_ikey_ulen(tm->smallest_len), gn = kv_ikey_ulen(tm->largest_len);
+            int s_in = in_range(s, sn, lo, lon, hi, hin), g_in = in_range(g, gn, lo, lon, hi, hin);
+            double frac;
+            if (s_in && g_in) frac = 1.0;
+            else if (s_in || g_in) frac = 0.5;
+            else if (kv_ukey_cmp(s, sn, lo, lon) < 0 && (hi && kv_ukey_cmp(g, gn, hi, hin) >= 0))
+                frac = 0.25; /* the range lies inside this table */
+            else
+                continue;
+            k += frac * (double)tm->num_entries;
+            b += frac * (double)tm->size;
+        }
+    /* memtables: count the range, sampling at most MEM_SAMPLE entries */
+    for (uint32_t m = 0; m < v->n_mem; m++) {
+        kv_sl *sl = kv_mt_sl(db, kv_mt_at(db, v->mems[m]));
+        kv_sl_iter it;
+        uint8_t small[256], *seek = small;
+        uint64_t n = 0, nb = 0;
+        if (kv_sl_empty(sl)) continue;
+        if (lon + KV_TS_SIZE > sizeof small && !(seek = malloc(lon + KV_TS_SIZE))) continue;
+        if (lon) memcpy(seek, lo, lon);
+        kv_ikey_put_ts(seek + lon, UINT64_MAX);
+        kv_sl_iter_init(&it, sl);
+        for (kv_sl_iter_seek(&it, seek, lon + KV_TS_SIZE); kv_sl_iter_valid(&it) && n < MEM_SAMPLE;
+             kv_sl_iter_next(&it)) {
+            size_t kn, vn;
+            const uint8_t *key = kv_sl_iter_key(&it, &kn);
+            if (hi && kv_ukey_cmp(key, kv_ikey_ulen(kn), hi, hin) >= 0) break;
+            kv_sl_iter_value(&it, &vn);
+            n++;
+            nb += kn + vn;
+        }
+        if (seek != small) free(seek);
+        if (n == MEM_SAMPLE) { /* more: scale by the memtable's share */
+            n *= 4;
+            nb *= 4;
+        }
+        k += (double)n;
+        b += (double)nb;
+    }
+    kv_view_unpin(db, v);
+    if (keys) *keys = (uint64_t)k;
+    if (bytes) *bytes = (uint64_t)b;
+    return KV_OK;
+}

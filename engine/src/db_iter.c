@@ -64,6 +64,7 @@ struct kv_iter {
      * callback that records each key returned as read */
     kv_pending *pending;
     uint64_t pending_seq;
+    uint64_t n_keys, n_vlog_reads;     /* kv_iter_counters */
     void (*on_key)(void *ctx, const uint8_t *key, size_t n);
     void *on_key_ctx;
     kv_status status;
@@ -296,6 +297,7 @@ static void find_forward(kv_iter *it)
         it->key = k;
         it->key_len = un;
         it->valid = 1;
+        it->n_keys++;
         if (it->on_key) it->on_key(it->on_key_ctx, k, un);
         return;
     }
@@ -355,6 +357,7 @@ static void find_reverse(kv_iter *it)
         it->key = (const uint8_t *)it->saved_key.data;
         it->key_len = it->saved_key.len;
         it->valid = 1;
+        it->n_keys++;
         if (it->on_key) it->on_key(it->on_key_ctx, it->key, it->key_len);
         return;
     }
@@ -605,6 +608,7 @@ kv_status kv_iter_value(kv_iter *it, const void **val, size_t *vlen, kv_err *err
         release_value(it);
         st = kv_vlog_read(it->db, &p, 0, &e, &it->vpin, err);
         if (st != KV_OK) return st;
+        it->n_vlog_reads++;
         *val = e.value;
         *vlen = e.vlen;
         return KV_OK;
@@ -618,4 +622,10 @@ kv_status kv_iter_status(const kv_iter *it, kv_err *err)
 {
     if (it->status != KV_OK) return kv_err_copy(err, &it->err);
     return KV_OK;
+}
+
+void kv_iter_counters(const kv_iter *it, uint64_t *keys, uint64_t *vlog_reads)
+{
+    if (keys) *keys = it->n_keys;
+    if (vlog_reads) *vlog_reads = it->n_vlog_reads;
 }

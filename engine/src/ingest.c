@@ -200,7 +200,8 @@ static void drop_tables(kv_db *db, struct kv_ingest *in)
 }
 
 kv_status kv_ingest_commit(kv_db *db, kv_pending *p, int snap_slot, const uint64_t *reads,
-                           size_t n_reads, uint64_t read_ts, uint64_t *version_out, kv_err *err)
+                           const kv_read_seg *segs, uint32_t n_segs, uint64_t read_ts,
+                           uint64_t *version_out, kv_err *err)
 {
     struct kv_ingest in;
     builder bd;
@@ -214,7 +215,6 @@ kv_status kv_ingest_commit(kv_db *db, kv_pending *p, int snap_slot, const uint64
     bd.in = &in;
     bd.target = (uint64_t)db->opt->base_table_size;
     if (bd.target < (8u << 20)) bd.target = 8u << 20;
-    if (n_reads > UINT32_MAX) n_reads = UINT32_MAX; /* (cannot happen: memory) */
 
     st = build_tables(&bd, p, snap_slot, &pinned, err);
     if (st == KV_OK && !db->opt->in_memory) st = db->env->sync_dir(db->env, db->dir, err);
@@ -227,8 +227,8 @@ kv_status kv_ingest_commit(kv_db *db, kv_pending *p, int snap_slot, const uint64
     if (st == KV_OK) {
         txn->txn = 1;
         txn->txn_reads = reads;
-        txn->n_txn_reads = (uint32_t)n_reads;
-        txn->txn_read_ts = read_ts;
+        txn->txn_segs = segs;
+        txn->n_txn_segs = n_segs;
         txn->txn_writes = bd.writes;
         txn->n_txn_writes = (uint32_t)bd.n_writes; /* > MAX_KEYED_WRITES: global floor */
         st = kv_writer_special(db, KV_WQ_INGEST, &in, txn, version_out, err);

@@ -34,9 +34,11 @@ struct kv_pending;
 
 /* The committer's side.  snap_slot: the transaction's registered slot
  * (holds the value-log pin). */
+struct kv_read_seg;
 kv_status kv_ingest_commit(struct kv_db *db, struct kv_pending *p, int snap_slot,
-                           const uint64_t *reads, size_t n_reads, uint64_t read_ts,
-                           uint64_t *version_out, kv_err *err);
+                           const uint64_t *reads, const struct kv_read_seg *segs,
+                           uint32_t n_segs, uint64_t read_ts, uint64_t *version_out,
+                           kv_err *err);
 
 /* The leader's part, called by the writer for an ingest item. */
 struct kv_ingest;

@@ -203,7 +203,7 @@ static kv_status get_found(void *p, kv_db *db, const kv_vstruct *vs, uint64_t ve
     c->meta.deleted = 0;
     c->meta.in_vlog = (vs->meta & KV_META_VALUE_PTR) != 0;
     c->visible = !(vs->meta & KV_META_DELETE) && !(vs->expires_at && vs->expires_at <= c->now);
-    if (!c->visible) return KV_OK;
+    if (!c->visible || !c->out) return KV_OK; /* (an existence check reads no value) */
     if (vs->meta & KV_META_VALUE_PTR) {
         kv_vptr ptr;
         kv_vlog_entry e;

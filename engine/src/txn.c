@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "conflict.h"
 #include "db.h"
 #include "err.h"
 #include "hash.h"
@@ -33,6 +34,8 @@ struct kv_txn {
     kv_pending pend;
     uint64_t *reads;          /* key fingerprints read (update, conflict detection) */
     size_t n_reads, cap_reads;
+    kv_read_seg *segs;        /* which read version each read was made at */
+    uint32_t n_segs, cap_segs;
 };
 
 static kv_status usable(kv_txn *t, kv_err *err)
@@ -74,6 +77,41 @@ kv_status kv_txn_begin(kv_db *db, int update, kv_txn **out, kv_err *err)
     return KV_OK;
 }
 
+/* Starts a new read segment at the current read version. */
+static kv_status new_segment(kv_txn *t, kv_err *err)
+{
+    if (t->n_segs && t->segs[t->n_segs - 1].end == t->n_reads) { /* empty: reuse */
+        t->segs[t->n_segs - 1].read_ts = t->read_ts;
+        return KV_OK;
+    }
+    if (t->n_segs == t->cap_segs) {
+        uint32_t cap = t->cap_segs ? t->cap_segs * 2 : 4;
+        kv_read_seg *s = realloc(t->segs, cap * sizeof *s);
+        if (!s) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory in a transaction");
+        t->segs = s;
+        t->cap_segs = cap;
+    }
+    if (t->n_segs) t->segs[t->n_segs - 1].end = (uint32_t)t->n_reads;
+    memset(&t->segs[t->n_segs], 0, sizeof t->segs[0]);
+    t->segs[t->n_segs].read_ts = t->read_ts;
+    t->n_segs++;
+    return KV_OK;
+}
+
+kv_status kv_txn_refresh(kv_txn *t, kv_err *err)
+{
+    int slot;
+    uint64_t ts;
+    kv_status st = usable(t, err);
+    if (st != KV_OK) return st;
+    st = kv_snap_register(t->db, 0, &slot, &ts, err);
+    if (st != KV_OK) return st;
+    kv_snap_unregister(t->db, t->snap_slot);
+    t->snap_slot = slot;
+    t->read_ts = ts;
+    return poison(t, new_segment(t, err));
+}
+
 uint64_t kv_txn_read_version(const kv_txn *t)
 {
     return t->read_ts;
@@ -89,6 +127,9 @@ static void finish(kv_txn *t)
     free(t->reads);
     t->reads = NULL;
     t->n_reads = t->cap_reads = 0;
+    free(t->segs);
+    t->segs = NULL;
+    t->n_segs = t->cap_segs = 0;
 }
 
 void kv_txn_discard(kv_txn *t)
@@ -112,6 +153,10 @@ void kv_txn_size(const kv_txn *t, uint64_t *entries, uint64_t *bytes)
 static void note_read(kv_txn *t, const void *key, size_t n)
 {
     if (!t->update || !t->db->opt->detect_conflicts) return;
+    if (!t->n_segs && new_segment(t, NULL) != KV_OK) {
+        t->failed = KV_NO_MEMORY;
+        return;
+    }
     if (t->n_reads == t->cap_reads) {
         size_t cap = t->cap_reads ? t->cap_reads * 2 : 32;
         uint64_t *r = realloc(t->reads, cap * sizeof *r);
@@ -304,14 +349,15 @@ kv_status kv_txn_commit(kv_txn *t, const kv_commit_options *co, uint64_t *versio
         return KV_OK;
     }
     wo.sync = co ? co->sync : 0;
+    if (t->n_segs) t->segs[t->n_segs - 1].end = (uint32_t)t->n_reads;
     if (fits_batch(t)) {
         kv_batch *b;
         uint64_t *writes = NULL;
         st = build_batch(t, &b, &writes, err);
         if (st == KV_OK) {
             b->txn_reads = t->reads;
-            b->n_txn_reads = (uint32_t)t->n_reads;
-            b->txn_read_ts = t->read_ts;
+            b->txn_segs = t->segs;
+            b->n_txn_segs = t->n_segs;
             if (b->count) st = kv_write(t->db, &wo, b, version_out, err);
             else if (version_out) *version_out = t->read_ts; /* everything was undone */
             kv_batch_free(b);
@@ -319,8 +365,8 @@ kv_status kv_txn_commit(kv_txn *t, const kv_commit_options *co, uint64_t *versio
         }
     } else {
         /* (always durable: tables and the manifest record are synced) */
-        st = kv_ingest_commit(t->db, &t->pend, t->snap_slot, t->reads, t->n_reads, t->read_ts,
-                              version_out, err);
+        st = kv_ingest_commit(t->db, &t->pend, t->snap_slot, t->reads, t->segs, t->n_segs,
+                              t->read_ts, version_out, err);
     }
     finish(t);
     return st;

@@ -533,7 +533,7 @@ static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
 static int txn_conflicts(kv_db *db, const kv_batch *b, uint64_t version)
 {
     if (!b || !b->txn || !db->opt->detect_conflicts) return 0;
-    if (b->n_txn_reads && kv_conflict_check(db, b->txn_reads, b->n_txn_reads, b->txn_read_ts))
+    if (b->n_txn_segs && kv_conflict_check(db, b->txn_reads, b->txn_segs, b->n_txn_segs))
         return 1;
     kv_conflict_record(db, b->txn_writes, b->n_txn_writes, version);
     return 0;

@@ -214,9 +214,33 @@ START_TEST(test_write_batch)
     kv_err err;
     kv_write_batch *wb;
     tu_small_options(&o, dir);
+    o.value_threshold = 1024;
     db = open_db(&o);
     load(db, "w/", 50000, 1);
     ck_assert_int_eq(count(db, "w/", 0, 1), 50000);
+    { /* planner estimates and iterator counters */
+        uint64_t keys = 0, bytes = 0, nk = 0, nv = 0;
+        kv_iter *it;
+        kv_iter_options io;
+        TU_OK(kv_estimate_range(db, "w/", 2, "w0", 2, &keys, &bytes, &err), &err);
+        ck_assert_msg(keys >= 25000 && keys <= 100000, "estimate %llu for 50000 keys",
+                      (unsigned long long)keys);
+        TU_OK(kv_estimate_range(db, "x/", 2, NULL, 0, &keys, &bytes, &err), &err);
+        ck_assert_uint_le(keys, 1000);
+        memset(&io, 0, sizeof io);
+        io.prefix = "w/00";
+        io.prefix_len = 4;
+        TU_OK(kv_iter_new(db, &io, &it, &err), &err);
+        for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it)) {
+            const void *v;
+            size_t vn;
+            TU_OK(kv_iter_value(it, &v, &vn, &err), &err);
+        }
+        kv_iter_counters(it, &nk, &nv);
+        kv_iter_free(it);
+        ck_assert_uint_eq(nk, 10000);
+        ck_assert_uint_eq(nv, 5000); /* every second value is in the value log */
+    }
     TU_OK(kv_write_batch_new(db, &wb, &err), &err);
     TU_ST(KV_INVALID, kv_write_batch_set(wb, "", 0, "x", 1, &err), &err);
     TU_OK(kv_write_batch_delete(wb, "w/000007", 8, &err), &err);

@@ -454,6 +454,25 @@ START_TEST(test_conflicts)
     TU_OK(kv_txn_commit(r, NULL, NULL, &err), &err);
     kv_txn_free(r);
 
+    /* READ COMMITTED: a refreshed snapshot sees newer commits; reads made
+     * under it are checked against it, older reads against theirs */
+    t1 = begin(db, 1);
+    texpect(t1, "x", "20");
+    put(db, "y", "new");
+    TU_OK(kv_txn_refresh(t1, &err), &err);
+    texpect(t1, "y", "new");
+    tset(t1, "z", "1");
+    commit(t1); /* y was read after its change: no conflict */
+    t1 = begin(db, 1);
+    texpect(t1, "x", "20");
+    tset(t1, "q", "1");
+    put(db, "x", "21");
+    TU_OK(kv_txn_refresh(t1, &err), &err);
+    texpect(t1, "x", "21");
+    texpect(t1, "q", "1"); /* pending writes survive a refresh */
+    TU_ST(KV_CONFLICT, kv_txn_commit(t1, NULL, NULL, &err), &err); /* the first read of x */
+    kv_txn_free(t1);
+
     /* a key read in the transaction but written before it began: fine */
     put(db, "w", "1");
     t1 = begin(db, 1);
