@@ -205,6 +205,11 @@ kv_status kv_attach_wait(void *region, const kv_attach_options *ao, int timeout_
  * database stays open for the host and the other processes. */
 void kv_detach(kv_db *db);
 
+/* KV_OK if the handle can be used: the database is open, and for an
+ * attached handle, it is still the incarnation it attached to (else
+ * KV_CLOSED: detach and attach again). */
+kv_status kv_usable(kv_db *db, kv_err *err);
+
 /* Host only: flushes memtables unless the database is in-memory or
  * read-only (and compacts L0 first if CompactL0OnClose), stops the
  * background threads, releases the directory locks, frees the handle.  A
@@ -384,6 +389,12 @@ kv_status kv_txn_delete(kv_txn *txn, const void *key, size_t klen, kv_err *err);
 /* An iterator over the snapshot merged with the pending writes (the
  * options' version is ignored).  Keys it returns count as read. */
 kv_status kv_txn_iter_new(kv_txn *txn, const kv_iter_options *io, kv_iter **it, kv_err *err);
+
+/* Whether gets and iterators record the keys they read for conflict
+ * detection (on by default).  With it off, only keys passed to
+ * kv_txn_note_read count - the keys whose reads decided a write. */
+void kv_txn_track_reads(kv_txn *txn, int on);
+kv_status kv_txn_note_read(kv_txn *txn, const void *key, size_t klen, kv_err *err);
 
 /* Savepoints: a mark, and undoing every write made since a mark. */
 uint64_t kv_txn_mark(kv_txn *txn);

@@ -854,3 +854,9 @@ kv_status kv_close(kv_db *db, kv_err *err)
     if (region) munmap(region, size);
     return st;
 }
+
+kv_status kv_usable(kv_db *db, kv_err *err)
+{
+    if (!db) return kv_seterr(err, KV_INVALID, 0, "db is required");
+    return kv_check_usable(db, err);
+}

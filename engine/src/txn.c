@@ -36,6 +36,7 @@ struct kv_txn {
     size_t n_reads, cap_reads;
     kv_read_seg *segs;        /* which read version each read was made at */
     uint32_t n_segs, cap_segs;
+    int untracked;            /* kv_txn_track_reads(0) */
 };
 
 static kv_status usable(kv_txn *t, kv_err *err)
@@ -170,11 +171,6 @@ static void note_read(kv_txn *t, const void *key, size_t n)
     t->reads[t->n_reads++] = kv_key_hash(key, n);
 }
 
-static void note_read_cb(void *ctx, const uint8_t *key, size_t n)
-{
-    note_read(ctx, key, n);
-}
-
 static kv_status check_key(const void *key, size_t klen, kv_err *err)
 {
     if (!key || !klen) return kv_seterr(err, KV_INVALID, 0, "key must not be empty");
@@ -183,6 +179,26 @@ static kv_status check_key(const void *key, size_t klen, kv_err *err)
                          klen, KV_MAX_KEY_SIZE);
     return KV_OK;
 }
+
+static void note_read_cb(void *ctx, const uint8_t *key, size_t n)
+{
+    if (!((kv_txn *)ctx)->untracked) note_read(ctx, key, n);
+}
+
+void kv_txn_track_reads(kv_txn *t, int on)
+{
+    if (t) t->untracked = !on;
+}
+
+kv_status kv_txn_note_read(kv_txn *t, const void *key, size_t klen, kv_err *err)
+{
+    kv_status st = usable(t, err);
+    if (st == KV_OK) st = check_key(key, klen, err);
+    if (st != KV_OK) return st;
+    note_read(t, key, klen);
+    return KV_OK;
+}
+
 
 kv_status kv_txn_get(kv_txn *t, const void *key, size_t klen, kv_buf *val, kv_entry_meta *meta,
                      kv_err *err)
@@ -217,7 +233,7 @@ kv_status kv_txn_get(kv_txn *t, const void *key, size_t klen, kv_buf *val, kv_en
         }
         return KV_OK;
     }
-    note_read(t, key, klen);
+    if (!t->untracked) note_read(t, key, klen);
     ro.version = t->read_ts;
     ro.fill_cache = 1;
     return poison(t, kv_get(t->db, &ro, key, klen, val, meta, err));
