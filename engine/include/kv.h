@@ -306,7 +306,9 @@ typedef struct kv_read_options {
 } kv_read_options;
 
 /* Point get of the newest version <= the read version.  On KV_OK, val holds
- * the value (grown as needed) and *meta (if non-NULL) its metadata.
+ * the value (grown as needed) and *meta (if non-NULL) its metadata.  With
+ * val NULL it is an existence check: no value is read, not even from a
+ * value log.
  * KV_NOT_FOUND if absent, deleted or expired. */
 kv_status kv_get(kv_db *db, const kv_read_options *ro, const void *key, size_t klen,
                  kv_buf *val, kv_entry_meta *meta, kv_err *err);
