@@ -1,11 +1,13 @@
 #!/bin/sh
 # install-deps.sh - installs the Debian packages kvsep needs to build and
 # test (compiler, snappy, zstd, xxhash, the Check test framework, clang for
-# the fuzzers and sanitizers).  Safe to run again: it only installs what is
-# missing.  Needs root (or sudo).
+# the fuzzers and sanitizers, PostgreSQL 15 with its server headers, PGXS,
+# pg_regress and TAP modules, and IPC::Run for the TAP tests).  Safe to run
+# again: it only installs what is missing.  Needs root (or sudo).
 set -e
 pkgs="build-essential pkg-config libsnappy-dev libzstd-dev libxxhash-dev check libsubunit-dev
-      clang llvm valgrind procps"
+      clang llvm valgrind procps
+      postgresql-15 postgresql-server-dev-15 perl libipc-run-perl"
 [ -n "$KVSEP_EXTRA_PKGS" ] && pkgs="$pkgs $KVSEP_EXTRA_PKGS"
 missing=""
 for p in $pkgs; do
