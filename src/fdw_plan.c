@@ -338,42 +338,50 @@ cost_access(PlannerInfo *root, RelOptInfo *baserel, RelInfo *ri, Access *a, doub
 
 /* ---- paths ---- */
 
-/* 1 ascending, -1 descending, 0 if the query's ORDER BY is not a prefix of
- * the key in one direction. */
+/* Whether pathkey pk sorts by key column pos. */
+static bool
+pathkey_is_key(RelOptInfo *baserel, KvsepTable *t, PathKey *pk, int pos)
+{
+	ListCell   *lm;
+
+	if (pk->pk_opfamily != btree_family(t->keys[pos].typid))
+		return false;
+	foreach(lm, pk->pk_eclass->ec_members)
+	{
+		EquivalenceMember *em = lfirst(lm);
+
+		if (bms_equal(em->em_relids, baserel->relids) &&
+			key_pos_of(t, baserel->relid, (Node *) em->em_expr) == pos)
+			return true;
+	}
+	return false;
+}
+
+/* 1 ascending, -1 descending, 0 if the query's ORDER BY is not the key's
+ * order in one direction.  Leading key columns fixed by an equality (a)
+ * can be left out of the ORDER BY: rows come ordered by the rest. */
 static int
-pathkeys_direction(PlannerInfo *root, RelOptInfo *baserel, KvsepTable *t)
+pathkeys_direction(PlannerInfo *root, RelOptInfo *baserel, KvsepTable *t, Access *a)
 {
 	ListCell   *lc;
-	int			dir = 0, i = 0;
+	int			dir = 0, pos = 0;
 
 	if (!root->query_pathkeys || !t->ordered)
 		return 0;
 	foreach(lc, root->query_pathkeys)
 	{
 		PathKey    *pk = lfirst(lc);
-		EquivalenceClass *ec = pk->pk_eclass;
-		ListCell   *lm;
-		bool		matched = false;
 		int			d = pk->pk_strategy == BTLessStrategyNumber ? 1 : -1;
 
-		if (i >= t->nkeys || ec->ec_has_volatile)
-			return 0;
-		if (dir && d != dir)
+		if (pk->pk_eclass->ec_has_volatile || (dir && d != dir))
 			return 0;
 		dir = d;
-		if (pk->pk_opfamily != btree_family(t->keys[i].typid))
+		while (pos < t->nkeys && !pathkey_is_key(baserel, t, pk, pos) && pos < a->n_eq &&
+			   pos != a->in_pos)
+			pos++;				/* a column fixed by equality */
+		if (pos >= t->nkeys || !pathkey_is_key(baserel, t, pk, pos))
 			return 0;
-		foreach(lm, ec->ec_members)
-		{
-			EquivalenceMember *em = lfirst(lm);
-
-			if (bms_equal(em->em_relids, baserel->relids) &&
-				key_pos_of(t, baserel->relid, (Node *) em->em_expr) == i)
-				matched = true;
-		}
-		if (!matched)
-			return 0;
-		i++;
+		pos++;
 	}
 	return dir;
 }
@@ -441,7 +449,7 @@ kvsepGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, baserel->rows,
 													   startup, total, NIL, NULL, NULL,
 													   dir_private(0)));
-	dir = pathkeys_direction(root, baserel, ri->t);
+	dir = pathkeys_direction(root, baserel, ri->t, &a);
 	if (dir != 0)
 		add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, baserel->rows,
 														   startup, total,

@@ -141,7 +141,7 @@ kvsep_decode_row(KvsepTable *t, TupleDesc desc, const uint8 *p, size_t n, Datum 
 		Form_pg_attribute a = TupleDescAttr(desc, i);
 		bool		present = i < stored && !(bitmap[i / 8] & (1 << (i % 8)));
 
-		if (!t->in_row[i] || a->attisdropped)
+		if (!t->in_row[i] && !a->attisdropped)
 		{
 			if (present)
 				corrupt(t, "a column that is not stored has a value");
@@ -152,6 +152,22 @@ kvsep_decode_row(KvsepTable *t, TupleDesc desc, const uint8 *p, size_t n, Datum 
 		if (!present)
 		{
 			isnull[i] = true;
+			continue;
+		}
+		if (a->attisdropped)
+		{
+			/* written before DROP COLUMN: skip it (a dropped column keeps
+			 * its length in pg_attribute) */
+			uint64		len;
+
+			isnull[i] = true;
+			if (a->attlen > 0)
+				len = a->attlen;
+			else if (!get_uvarint(&p, end, &len))
+				corrupt(t, "truncated value");
+			if (len > (uint64) (end - p))
+				corrupt(t, "truncated value");
+			p += len;
 			continue;
 		}
 		isnull[i] = false;
