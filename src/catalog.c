@@ -21,6 +21,7 @@
 #include "catalog/pg_extension.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -136,9 +137,12 @@ kvsep_encode_prefix(int64 id, uint8 *out)
 /* Runs a one-row, one-int8-column query with relid as $1; 0 if no row.
  * The catalog belongs to the extension: any user who may use a kvsep
  * table may have its mapping read and written, so this runs as the
- * bootstrap superuser. */
+ * bootstrap superuser.  A read (latest) sees the newest committed mapping,
+ * whatever the transaction's snapshot: a table truncated by a commit the
+ * snapshot predates has a new prefix, and writes must go there (like a
+ * catalog lookup; TRUNCATE is not MVCC-safe in PostgreSQL either). */
 static int64
-query_prefix(const char *sql, Oid relid)
+query_prefix_ex(const char *sql, Oid relid, bool latest)
 {
 	Oid			argtypes[1] = {OIDOID};
 	Datum		args[1] = {ObjectIdGetDatum(relid)};
@@ -152,8 +156,15 @@ query_prefix(const char *sql, Oid relid)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "kvsep_fdw: SPI_connect failed");
-		if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 1) < 0)
+		if (latest)
+		{
+			CommandCounterIncrement();
+			PushActiveSnapshot(GetLatestSnapshot());
+		}
+		if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, latest, 1) < 0)
 			elog(ERROR, "kvsep_fdw: catalog query failed: %s", sql);
+		if (latest)
+			PopActiveSnapshot();
 		if (SPI_processed > 0)
 		{
 			bool		isnull;
@@ -171,6 +182,19 @@ query_prefix(const char *sql, Oid relid)
 	}
 	PG_END_TRY();
 	return result;
+}
+
+static int64
+query_prefix(const char *sql, Oid relid)
+{
+	return query_prefix_ex(sql, relid, false);
+}
+
+static int64
+read_prefix(Oid relid)
+{
+	return query_prefix_ex(psprintf("SELECT prefix FROM %s WHERE relid = $1",
+									catalog_name("kvsep_relations")), relid, true);
 }
 
 static void
@@ -193,7 +217,7 @@ kvsep_table_prefix(Oid relid, bool create, uint8 *prefix, int *len)
 	{
 		char	   *rel = catalog_name("kvsep_relations");
 
-		id = query_prefix(psprintf("SELECT prefix FROM %s WHERE relid = $1", rel), relid);
+		id = read_prefix(relid);
 		if (id == 0 && create)
 		{
 			if (XactReadOnly)
@@ -205,7 +229,7 @@ kvsep_table_prefix(Oid relid, bool create, uint8 *prefix, int *len)
 									   "ON CONFLICT (relid) DO NOTHING RETURNING prefix",
 									   rel, catalog_name("kvsep_prefix_seq")), relid);
 			if (id == 0)		/* another session assigned one meanwhile */
-				id = query_prefix(psprintf("SELECT prefix FROM %s WHERE relid = $1", rel), relid);
+				id = read_prefix(relid);
 			if (id == 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),

@@ -109,6 +109,36 @@ kvsep_db(void)
 	return backend_db;
 }
 
+kv_db *
+kvsep_db_try(void)
+{
+	kv_attach_options ao;
+
+	if (!kvsep_shared || kvsep_shared->worker_state != KVSEP_WORKER_READY)
+		return NULL;
+	if (backend_db && kv_usable(backend_db, NULL) == KV_OK)
+		return backend_db;
+	if (backend_db)
+	{
+		kv_detach(backend_db);
+		backend_db = NULL;
+	}
+	memset(&ao, 0, sizeof ao);
+	ao.log_fn = kvsep_log_callback;
+	ao.log_level = KV_LOG_WARNING;
+	if (kv_attach(kvsep_region, &ao, &backend_db, NULL) != KV_OK)
+	{
+		backend_db = NULL;
+		return NULL;
+	}
+	if (!exit_hook_set)
+	{
+		before_shmem_exit(detach_at_exit, 0);
+		exit_hook_set = true;
+	}
+	return backend_db;
+}
+
 void
 kvsep_raise(kv_status st, const kv_err *err, const char *what)
 {

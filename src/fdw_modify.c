@@ -37,6 +37,7 @@ typedef struct ModifyState
 	MemoryContext tmp;			/* per row */
 	StringInfoData key, old_key, row;
 	kv_buf		val;
+	bool		token_noted;	/* the table's range token noted as written */
 } ModifyState;
 
 static char *
@@ -161,6 +162,23 @@ duplicate(ModifyState *s, TupleTableSlot *slot)
 			 errdetail("Key (%s)=(%s) already exists.", cols.data, vals.data)));
 }
 
+/* A write to the table conflicts with SERIALIZABLE range scans of it
+ * (they note the bare prefix, which no row key equals, as read). */
+static void
+note_table_written(ModifyState *s, kv_txn *txn)
+{
+	kv_err		err;
+	kv_status	st;
+
+	if (s->token_noted)
+		return;
+	memset(&err, 0, sizeof err);
+	st = kv_txn_note_write(txn, s->t->prefix, s->t->prefix_len, &err);
+	if (st != KV_OK)
+		kvsep_raise(st, &err, "writing");
+	s->token_noted = true;
+}
+
 static void
 put(kv_txn *txn, StringInfo key, StringInfo row, const char *what)
 {
@@ -208,6 +226,7 @@ insert_one(ModifyState *s, TupleTableSlot *slot)
 	else
 	{
 		kvsep_encode_row(s->t, desc, slot->tts_values, slot->tts_isnull, &s->row);
+		note_table_written(s, txn);
 		put(txn, &s->key, &s->row, "inserting a row");
 	}
 	MemoryContextSwitchTo(old);
@@ -292,6 +311,7 @@ kvsepExecForeignUpdate(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slo
 		del(txn, &s->old_key);
 	}
 	kvsep_encode_row(s->t, desc, slot->tts_values, slot->tts_isnull, &s->row);
+	note_table_written(s, txn);
 	put(txn, &s->key, &s->row, "updating a row");
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(s->tmp);
@@ -336,6 +356,7 @@ kvsepExecForeignDelete(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slo
 		ExecStoreVirtualTuple(slot);
 		old = MemoryContextSwitchTo(s->tmp);
 	}
+	note_table_written(s, txn);
 	del(txn, &s->old_key);
 	MemoryContextSwitchTo(old);
 	return slot;

@@ -6,10 +6,13 @@
  * the bound expressions are evaluated and encoded into a list of key
  * ranges: one per IN-list value, each either a single key (a point get)
  * or [lower, upper) over the table's prefix.  Rows are read through the
- * transaction, so they include its own earlier writes - but not writes
- * made after the scan started (an UPDATE does not see its own updates).
- * A key-only scan never reads row values, so it never touches the value
- * log.
+ * transaction at a read point taken when the scan begins (xact.c): they
+ * include the transaction's earlier writes but not writes made after the
+ * scan began (an UPDATE does not see its own updates, a cursor keeps what
+ * it saw at DECLARE).  A key-only scan never reads row values, so it never
+ * touches the value log.  Under SERIALIZABLE a range scan notes the
+ * table's range token as read (writers note it as written), so a
+ * concurrent insert into the range is a conflict (no phantoms).
  */
 #include "postgres.h"
 
@@ -47,6 +50,8 @@ typedef struct KvScan
 	int			n_ranges, cur;	/* range being read */
 	bool		started;
 	kv_iter    *it;
+	kv_txn_point point;			/* what the scan reads */
+	kv_snapshot *snap;			/* keeps point.version readable */
 	MemoryContext row_cxt;		/* decoded values of the current row */
 	uint64		keys_read, vlog_reads, gets;
 	kv_buf		val;
@@ -79,6 +84,23 @@ kvsepBeginForeignScan(ForeignScanState *node, int eflags)
 		return;
 	s->t = kvsep_table_open(node->ss.ss_currentRelation, false);
 	s->exprs = ExecInitExprList(plan->fdw_exprs, (PlanState *) node);
+	{
+		kv_txn	   *txn = kvsep_txn();
+		kv_err		err;
+		kv_status	st;
+
+		memset(&err, 0, sizeof err);
+		st = kv_txn_point_take(txn, &s->point, &s->snap, &err);
+		if (st != KV_OK)
+			kvsep_raise(st, &err, "starting a scan");
+		kvsep_snap_opened(s->snap);
+		if (kvsep_track_scan_reads() && s->access != KVSEP_ACCESS_POINT && s->t->has_prefix)
+		{
+			st = kv_txn_note_read(txn, s->t->prefix, s->t->prefix_len, &err);
+			if (st != KV_OK)
+				kvsep_raise(st, &err, "starting a scan");
+		}
+	}
 	s->row_cxt = AllocSetContextCreate(node->ss.ps.state->es_query_cxt, "kvsep_fdw row",
 									   ALLOCSET_DEFAULT_SIZES);
 }
@@ -262,7 +284,7 @@ open_iter(KvScan *s, KeyRange *r)
 	io.fill_cache = 1;
 	io.prefetch_values = s->key_only ? 0 : 16;
 	memset(&err, 0, sizeof err);
-	st = kv_txn_iter_new(kvsep_txn(), &io, &s->it, &err);
+	st = kv_txn_iter_at(kvsep_txn(), &s->point, &io, &s->it, &err);
 	if (st != KV_OK)
 		kvsep_raise(st, &err, "starting a scan");
 	kvsep_iter_opened(s->it);
@@ -355,8 +377,8 @@ kvsepIterateForeignScan(ForeignScanState *node)
 
 			memset(&err, 0, sizeof err);
 			s->gets++;
-			st = kv_txn_get(kvsep_txn(), r->lo.data, r->lo.len, s->key_only ? NULL : &s->val,
-							NULL, &err);
+			st = kv_txn_get_at(kvsep_txn(), &s->point, r->lo.data, r->lo.len,
+							   s->key_only ? NULL : &s->val, NULL, &err);
 			if (st == KV_NOT_FOUND)
 				continue;
 			if (st != KV_OK)
@@ -387,6 +409,9 @@ kvsepEndForeignScan(ForeignScanState *node)
 	if (!s)
 		return;
 	close_iter(s);
+	if (s->snap)
+		kvsep_snap_closed(s->snap);
+	s->snap = NULL;
 	if (s->val.data)
 		kv_buf_free(&s->val);
 }

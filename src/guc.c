@@ -132,7 +132,7 @@ kvsep_engine_options(kv_options *o)
 	o->block_cache_size = (int64) kvsep_block_cache_size_mb << 20;
 	o->compression = kvsep_compression;
 	o->num_compactors = kvsep_compactors;
-	o->value_log_file_size = ((int64) kvsep_value_log_file_size_mb << 20) - 1;
+	o->value_log_file_size = (int64) kvsep_value_log_file_size_mb << 20;
 	o->max_txn_memory = (int64) kvsep_max_txn_memory_mb << 20;
 	o->auto_vlog_gc = kvsep_auto_vlog_gc;
 	o->auto_vlog_gc_ratio = kvsep_vlog_gc_ratio;

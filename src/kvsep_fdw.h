@@ -106,6 +106,9 @@ PGDLLEXPORT void kvsep_worker_main(Datum arg);
 /* The engine, attached on first use (waits for the worker up to
  * kvsep.attach_timeout); ereports if it is not available. */
 kv_db	   *kvsep_db(void);
+/* The engine if it is ready now (attaching if needed), else NULL: never
+ * waits, never raises. */
+kv_db	   *kvsep_db_try(void);
 /* Raises ERROR for a failed engine call: an errcode per status, the
  * engine's message as detail.  what: "reading", "committing", ... */
 void		kvsep_raise(kv_status st, const kv_err *err, const char *what) pg_attribute_noreturn();
@@ -124,6 +127,9 @@ void		kvsep_txn_wrote(void);
  * EndForeignScan) frees them before the transaction. */
 void		kvsep_iter_opened(kv_iter *it);
 void		kvsep_iter_closed(kv_iter *it);
+/* Snapshots of scans' read points, likewise (closed = released). */
+void		kvsep_snap_opened(kv_snapshot *s);
+void		kvsep_snap_closed(kv_snapshot *s);
 /* 1 when key reads must be recorded for conflict detection by scans
  * (SERIALIZABLE); modified keys are always recorded by the modify code. */
 bool		kvsep_track_scan_reads(void);

@@ -40,12 +40,18 @@ total_size(void)
 static void
 request(void)
 {
+	kv_options	o;
+	kv_err		err;
+
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	if (total_size() == 0)
+	/* settings the engine would refuse stop the server here, not later */
+	kvsep_engine_options(&o);
+	memset(&err, 0, sizeof err);
+	if (kv_options_validate(&o, &err) != KV_OK)
 		ereport(FATAL,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("kvsep_fdw: invalid engine settings"),
+				 errmsg("kvsep_fdw: invalid engine settings: %s", err.msg),
 				 errhint("Check the kvsep.* settings in postgresql.conf.")));
 	RequestAddinShmemSpace(total_size());
 }

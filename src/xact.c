@@ -7,14 +7,19 @@
  * the PostgreSQL transaction aborts), and discarded on abort.  Savepoints
  * are engine marks: ROLLBACK TO undoes the writes made since.  Under READ
  * COMMITTED the engine snapshot moves to the newest commit at the start of
- * each statement; under REPEATABLE READ and SERIALIZABLE it is kept for
- * the whole transaction.  PREPARE TRANSACTION is refused once a kvsep
- * table was written.  Drops of truncated or dropped tables' data run after
- * the commit.
+ * each statement (every executor start, so also each statement inside a
+ * function); under REPEATABLE READ and SERIALIZABLE one snapshot is taken
+ * at the transaction's first statement, whatever it reads, and kept.
+ * Each scan reads at a "read point" taken when it starts (fdw_scan.c), so
+ * a cursor keeps what it saw at DECLARE and a statement never sees its own
+ * writes.  PREPARE TRANSACTION is refused once a kvsep table was written.
+ * Drops of truncated or dropped tables' data run after the commit.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
@@ -37,10 +42,13 @@ typedef struct PendingDrop
 static kv_txn *cur_txn = NULL;
 static bool cur_wrote = false;
 static bool cur_broken = false;	/* a savepoint rollback failed: no further use */
-static TimestampTz cur_stmt = 0;	/* statement whose snapshot the txn has */
+static bool new_statement = false;	/* an executor started since the last snapshot */
+static int	ext_here = -1;		/* kvsep_fdw installed in this database (cached) */
+static ExecutorStart_hook_type prev_executor_start = NULL;
 static List *sub_marks = NIL;	/* of SubMark *, innermost last (TopMemoryContext) */
 static List *pending_drops = NIL;	/* of PendingDrop * (TopMemoryContext) */
 static List *open_iters = NIL;	/* kv_iter * of the transaction (TopMemoryContext) */
+static List *open_snaps = NIL;	/* kv_snapshot * of read points (TopMemoryContext) */
 
 static bool
 read_committed(void)
@@ -53,7 +61,6 @@ kvsep_txn(void)
 {
 	kv_err		err;
 	kv_status	st;
-	TimestampTz stmt = GetCurrentStatementStartTimestamp();
 
 	if (cur_broken)
 		ereport(ERROR,
@@ -75,18 +82,71 @@ kvsep_txn(void)
 		 * notes them); SERIALIZABLE also every key a scan read */
 		kv_txn_track_reads(cur_txn, kvsep_track_scan_reads());
 		cur_wrote = false;
-		cur_stmt = stmt;
+		new_statement = false;
+		ext_here = 1;
 	}
-	else if (read_committed() && stmt != cur_stmt)
+	else if (read_committed() && new_statement)
 	{
 		/* READ COMMITTED: a statement sees every commit made before it */
 		memset(&err, 0, sizeof err);
 		st = kv_txn_refresh(cur_txn, &err);
 		if (st != KV_OK)
 			kvsep_raise(st, &err, "taking a snapshot");
-		cur_stmt = stmt;
+		new_statement = false;
 	}
 	return cur_txn;
+}
+
+/*
+ * Every statement (and every statement a function runs) starts an
+ * executor: READ COMMITTED takes a new snapshot at the next kvsep read;
+ * REPEATABLE READ and SERIALIZABLE take theirs now, at the transaction's
+ * first statement, as PostgreSQL does - even if that statement reads only
+ * heap tables.
+ */
+static void
+executor_start(QueryDesc *qd, int eflags)
+{
+	new_statement = true;
+	if (!cur_txn && !cur_broken && IsolationUsesXactSnapshot() &&
+		!(eflags & EXEC_FLAG_EXPLAIN_ONLY) && IsTransactionState())
+	{
+		kv_db	   *db;
+
+		if (ext_here < 0)
+			ext_here = OidIsValid(get_extension_oid("kvsep_fdw", true));
+		/* (a statement on heap tables must not fail because of the engine:
+		 * if it is not ready, the snapshot is taken at first use) */
+		if (ext_here && (db = kvsep_db_try()) != NULL &&
+			kv_txn_begin(db, !XactReadOnly, &cur_txn, NULL) == KV_OK)
+		{
+			kv_txn_track_reads(cur_txn, kvsep_track_scan_reads());
+			cur_wrote = false;
+			new_statement = false;
+		}
+		else
+			cur_txn = NULL;
+	}
+	if (prev_executor_start)
+		prev_executor_start(qd, eflags);
+	else
+		standard_ExecutorStart(qd, eflags);
+}
+
+void
+kvsep_snap_opened(kv_snapshot *s)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	open_snaps = lappend(open_snaps, s);
+	MemoryContextSwitchTo(old);
+}
+
+void
+kvsep_snap_closed(kv_snapshot *s)
+{
+	open_snaps = list_delete_ptr(open_snaps, s);
+	kv_snapshot_release(s);
 }
 
 void
@@ -127,6 +187,10 @@ close_open_iters(void)
 		kv_iter_free(lfirst(lc));
 	list_free(open_iters);
 	open_iters = NIL;
+	foreach(lc, open_snaps)
+		kv_snapshot_release(lfirst(lc));
+	list_free(open_snaps);
+	open_snaps = NIL;
 }
 
 static void
@@ -138,7 +202,7 @@ end_txn(void)
 	cur_txn = NULL;
 	cur_wrote = false;
 	cur_broken = false;
-	cur_stmt = 0;
+	new_statement = false;
 	list_free_deep(sub_marks);
 	sub_marks = NIL;
 }
@@ -319,4 +383,6 @@ kvsep_xact_init(void)
 {
 	RegisterXactCallback(xact_callback, NULL);
 	RegisterSubXactCallback(subxact_callback, NULL);
+	prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = executor_start;
 }

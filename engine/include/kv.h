@@ -397,6 +397,25 @@ kv_status kv_txn_iter_new(kv_txn *txn, const kv_iter_options *io, kv_iter **it, 
  * kv_txn_note_read count - the keys whose reads decided a write. */
 void kv_txn_track_reads(kv_txn *txn, int on);
 kv_status kv_txn_note_read(kv_txn *txn, const void *key, size_t klen, kv_err *err);
+/* Counts key as written by the transaction for conflict detection, without
+ * writing it: a transaction that noted it as read conflicts with this one.
+ * (A "token" that stands for a whole range makes range reads safe.) */
+kv_status kv_txn_note_write(kv_txn *txn, const void *key, size_t klen, kv_err *err);
+
+/* Statement read points: what one statement reads - the snapshot version
+ * and the transaction's own writes up to a mark - taken once and used for
+ * every read of the statement, however many writes it makes meanwhile and
+ * however the transaction's snapshot moves (kv_txn_refresh).  The
+ * snapshot keeps the version readable: release it when done. */
+typedef struct kv_txn_point {
+    uint64_t version;
+    uint64_t mark;
+} kv_txn_point;
+kv_status kv_txn_point_take(kv_txn *txn, kv_txn_point *p, kv_snapshot **snap, kv_err *err);
+kv_status kv_txn_get_at(kv_txn *txn, const kv_txn_point *p, const void *key, size_t klen,
+                        kv_buf *val, kv_entry_meta *meta, kv_err *err);
+kv_status kv_txn_iter_at(kv_txn *txn, const kv_txn_point *p, const kv_iter_options *io,
+                         kv_iter **it, kv_err *err);
 
 /* Savepoints: a mark, and undoing every write made since a mark. */
 uint64_t kv_txn_mark(kv_txn *txn);
@@ -437,7 +456,10 @@ void kv_write_batch_free(kv_write_batch *wb);
  * (DropAll): tables entirely inside the range are dropped from the
  * version, the rest is hidden by a range deletion that compaction applies;
  * readers that started before keep their view.  Returns after the drop is
- * durable. */
+ * durable.  For conflict detection the drop writes the prefix itself: a
+ * transaction that noted the bare prefix as read (kv_txn_note_read) before
+ * the drop cannot commit after it; reads of single keys do not conflict
+ * (callers that need more serialize drops with their own locks). */
 kv_status kv_drop_prefix(kv_db *db, const void *prefix, size_t n, kv_err *err);
 kv_status kv_drop_all(kv_db *db, kv_err *err);
 
@@ -527,6 +549,7 @@ typedef struct kv_stats {
     uint64_t vlog_gc_files_deleted;
     uint64_t live_memtables;
     uint64_t latest_version;
+    uint64_t drops_in_effect;  /* DropPrefix/DropAll ranges still being applied */
     int num_levels;
     int attached_processes;
 } kv_stats;

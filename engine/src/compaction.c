@@ -42,6 +42,7 @@ typedef struct cjob {
     int rewrite;               /* never move: rewrite to drop dead versions (flatten) */
     uint64_t file_size;
     kv_version *v;             /* pinned version the job was picked from */
+    uint64_t visible;          /* the visible version then: v has every drop up to it */
 } cjob;
 
 /* ---- targets ---- */
@@ -283,6 +284,7 @@ static cjob *job_new(kv_db *db, int from, int to)
     j->to = to;
     j->v = kv_ver_at(db, db->sh->vset.current);
     kv_version_ref(j->v);
+    j->visible = atomic_load(&db->sh->visible_version);
     return j;
 }
 
@@ -415,7 +417,7 @@ static void outputs_discard(kv_db *db, outputs *o)
 }
 
 static kv_status finish_output(kv_db *db, kv_sst_builder **bp, char *path, outputs *o,
-                               uint64_t *written, kv_err *err)
+                               uint64_t *written, uint64_t dropped_upto, kv_err *err)
 {
     kv_sst_props p;
     const uint8_t *s, *l;
@@ -426,6 +428,7 @@ static kv_status finish_output(kv_db *db, kv_sst_builder **bp, char *path, outpu
         s = kv_sst_builder_smallest(*bp, &sn);
         l = kv_sst_builder_largest(*bp, &ln);
         st = kv_tm_new(db, &p, s, sn, l, ln, &meta, err);
+        if (st == KV_OK) kv_tm_at(db, meta)->dropped_upto = dropped_upto;
     }
     kv_sst_builder_free(*bp);
     *bp = NULL;
@@ -470,6 +473,8 @@ static kv_status run_merge(kv_db *db, cjob *j, outputs *out, uint64_t *read, uin
     uint64_t horizon = kv_snap_horizon(db), now = db->env->unix_seconds(db->env);
     int bottom = !data_below(db, j->v, j->to, j), keep = db->opt->num_versions_to_keep;
     const kv_drop_list *drops = kv_at(db, j->v->drops);
+    /* drops applied: those of j->v no reader can be older than */
+    uint64_t drop_h = horizon < j->visible ? horizon : j->visible;
     uint8_t *last = NULL;          /* previous internal key */
     size_t last_n = 0, last_cap = 0;
     int kept_old = 0, done = 0;
@@ -521,7 +526,7 @@ static kv_status run_merge(kv_db *db, cjob *j, outputs *out, uint64_t *read, uin
             st = kv_seterr(err, KV_CORRUPTION, 0, "compaction: malformed value struct");
             break;
         }
-        if (drops && kv_drops_cover(drops, key, kv_ikey_ulen(kn), ver, horizon)) {
+        if (drops && kv_drops_cover(drops, key, kv_ikey_ulen(kn), ver, drop_h)) {
             drop = 1; /* dropped (DropPrefix) and nobody reads below the drop */
             done = 1;
         } else if (ver <= horizon) {
@@ -559,7 +564,7 @@ static kv_status run_merge(kv_db *db, cjob *j, outputs *out, uint64_t *read, uin
         }
         /* switch output files only between user keys */
         if (b && !same_user && kv_sst_builder_size(b) >= j->file_size) {
-            st = finish_output(db, &b, path, out, written, err);
+            st = finish_output(db, &b, path, out, written, drop_h, err);
             path = NULL;
             if (st != KV_OK) break;
         }
@@ -584,7 +589,7 @@ static kv_status run_merge(kv_db *db, cjob *j, outputs *out, uint64_t *read, uin
     }
     if (st == KV_OK) st = kv_merge_status(m, err);
     if (b) {
-        if (st == KV_OK) st = finish_output(db, &b, path, out, written, err);
+        if (st == KV_OK) st = finish_output(db, &b, path, out, written, drop_h, err);
         else {
             kv_sst_builder_free(b);
             free(path);

@@ -322,21 +322,15 @@ static kv_status load_version(kv_db *db, kv_mf_state *s, kv_err *err)
         }
         st = kv_tm_new(db, &s->tables[i].props, s->tables[i].smallest, s->tables[i].slen,
                        s->tables[i].largest, s->tables[i].llen, &meta, err);
-        if (st == KV_OK) kv_tm_at(db, meta)->global_version = s->tables[i].global_version;
+        if (st == KV_OK) {
+            kv_tm_at(db, meta)->global_version = s->tables[i].global_version;
+            kv_tm_at(db, meta)->dropped_upto = s->tables[i].dropped_upto;
+        }
         if (st == KV_OK) st = kv_vedit_add(&e, s->tables[i].level, meta, err);
     }
-    /* the drops in effect, one at a time (each edit adds one) */
-    for (size_t i = 0; i < s->n_drops && st == KV_OK; i++) {
-        kv_vedit de;
-        uint64_t nv;
-        kv_vedit_init(&de);
-        de.drop_add = &s->drops[i];
-        st = kv_version_apply(db, kv_ver_at(db, empty), &de, &nv, err);
-        if (st == KV_OK) {
-            kv_version_unref(db, kv_ver_at(db, empty));
-            empty = nv;
-        }
-    }
+    /* the drops in effect */
+    if (st == KV_OK && s->n_drops)
+        st = kv_drops_from(db, s->drops, s->n_drops, &kv_ver_at(db, empty)->drops, err);
     if (st == KV_OK) st = kv_version_apply(db, kv_ver_at(db, empty), &e, &v, err);
     if (empty) kv_version_unref(db, kv_ver_at(db, empty));
     if (st == KV_OK) db->sh->vset.current = v;

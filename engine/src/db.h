@@ -233,11 +233,16 @@ void kv_file_path(char *out, size_t cap, const char *dir, uint64_t id, const cha
 kv_status kv_lookup_newest(kv_db *db, const void *key, size_t klen, kv_vstruct *vs, uint8_t *ptr,
                            uint64_t *version, int *found, kv_err *err);
 
+/* A snapshot at version (0: the newest), which must be registered already
+ * (a transaction's) or not older than the read horizon. */
+kv_status kv_snapshot_acquire_at(kv_db *db, uint64_t version, kv_snapshot **snap, kv_err *err);
+
 struct kv_pending;
 /* An iterator at `version` (0: latest) that also sees a transaction's
- * pending writes and reports every key it returns to on_key. */
+ * pending writes with sequence numbers <= pending_seq and reports every
+ * key it returns to on_key. */
 kv_status kv_iter_new_txn(kv_db *db, const kv_iter_options *io, uint64_t version,
-                          struct kv_pending *pending,
+                          struct kv_pending *pending, uint64_t pending_seq,
                           void (*on_key)(void *ctx, const uint8_t *key, size_t n), void *ctx,
                           kv_iter **out, kv_err *err);
 

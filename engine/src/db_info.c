@@ -32,6 +32,11 @@ uint64_t kv_latest_version(kv_db *db)
 
 kv_status kv_snapshot_acquire(kv_db *db, kv_snapshot **snap, kv_err *err)
 {
+    return kv_snapshot_acquire_at(db, 0, snap, err);
+}
+
+kv_status kv_snapshot_acquire_at(kv_db *db, uint64_t version, kv_snapshot **snap, kv_err *err)
+{
     kv_snapshot *s;
     kv_status st;
     if (!db || !snap) return kv_seterr(err, KV_INVALID, 0, "db and snap are required");
@@ -39,7 +44,7 @@ kv_status kv_snapshot_acquire(kv_db *db, kv_snapshot **snap, kv_err *err)
     if (st != KV_OK) return st;
     s = calloc(1, sizeof *s);
     if (!s) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory");
-    st = kv_snap_register(db, 0, &s->slot, &s->version, err);
+    st = kv_snap_register(db, version, &s->slot, &s->version, err);
     if (st != KV_OK) {
         free(s);
         return st;
@@ -102,6 +107,11 @@ void kv_get_stats(kv_db *db, kv_stats *st)
     kv_mutex_unlock(&sh->vlog.mu);
     kv_mutex_lock(&sh->db_mu);
     st->live_memtables = (sh->mem ? 1 : 0) + sh->n_imm;
+    {
+        const kv_version *v = kv_ver_at(db, sh->vset.current);
+        const kv_drop_list *dl = v ? kv_at(db, v->drops) : NULL;
+        st->drops_in_effect = dl ? dl->n : 0;
+    }
     kv_mutex_unlock(&sh->db_mu);
     st->latest_version = kv_latest_version(db);
     st->num_levels = db->opt->max_levels;

@@ -142,11 +142,12 @@ static kv_status build_merge(kv_iter *it)
 
 kv_status kv_iter_new(kv_db *db, const kv_iter_options *io, kv_iter **out, kv_err *err)
 {
-    return kv_iter_new_txn(db, io, 0, NULL, NULL, NULL, out, err);
+    return kv_iter_new_txn(db, io, 0, NULL, 0, NULL, NULL, out, err);
 }
 
 kv_status kv_iter_new_txn(kv_db *db, const kv_iter_options *io, uint64_t version,
-                          kv_pending *pending, void (*on_key)(void *, const uint8_t *, size_t),
+                          kv_pending *pending, uint64_t pending_seq,
+                          void (*on_key)(void *, const uint8_t *, size_t),
                           void *ctx, kv_iter **out, kv_err *err)
 {
     kv_iter *it;
@@ -161,7 +162,7 @@ kv_status kv_iter_new_txn(kv_db *db, const kv_iter_options *io, uint64_t version
     else it->o.fill_cache = 1;
     if (version) it->o.version = version;
     it->pending = pending;
-    it->pending_seq = pending ? pending->seq : 0;
+    it->pending_seq = pending_seq;
     it->on_key = on_key;
     it->on_key_ctx = ctx;
     it->snap_slot = -1;

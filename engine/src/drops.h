@@ -25,9 +25,11 @@
 
 #include "kv.h"
 
-#define KV_MAX_DROPS 64
+#define KV_MAX_DROPS 64         /* retired per edit (more: the next edit) */
 #define KV_DROP_PREFIX_MAX 128
+#define KV_DROP_LENS 16         /* distinct prefix lengths searched by length */
 
+/* One drop, as the API and the MANIFEST give it. */
 typedef struct kv_drop {
     uint64_t version;
     uint32_t len;
@@ -35,10 +37,22 @@ typedef struct kv_drop {
     uint8_t prefix[KV_DROP_PREFIX_MAX];
 } kv_drop;
 
+/* The drop list of a version (immutable once built, reference counted,
+ * in the shared heap): entries sorted by (prefix, version), their prefix
+ * bytes after them, and the distinct prefix lengths, so a key is checked
+ * with one binary search per length instead of against every drop. */
+typedef struct kv_drop_ent {
+    uint64_t version;
+    uint32_t off;           /* of the prefix bytes, from the list's start */
+    uint32_t len;
+} kv_drop_ent;
+
 typedef struct kv_drop_list {
     _Atomic uint32_t refs;
     uint32_t n;
-    kv_drop d[KV_MAX_DROPS];
+    uint32_t n_lens;        /* > KV_DROP_LENS: too many lengths, scan all */
+    uint32_t lens[KV_DROP_LENS];
+    kv_drop_ent e[];
 } kv_drop_list;
 
 struct kv_db;
@@ -53,6 +67,10 @@ int kv_drops_cover(const kv_drop_list *l, const uint8_t *k, size_t n, uint64_t v
 kv_status kv_drops_derive(struct kv_db *db, uint64_t base, const kv_drop *add,
                           const uint64_t *retire, uint32_t n_retire, uint64_t *out,
                           kv_err *err);
+/* A list of n drops (refs 1; *out = 0 if n is 0). */
+kv_status kv_drops_from(struct kv_db *db, const kv_drop *d, size_t n, uint64_t *out, kv_err *err);
+/* Drop i of list l as a kv_drop. */
+void kv_drops_get(const kv_drop_list *l, uint32_t i, kv_drop *out);
 void kv_drops_ref(struct kv_db *db, uint64_t off);
 void kv_drops_unref(struct kv_db *db, uint64_t off);
 

@@ -86,6 +86,22 @@ static kv_status finish_table(builder *bd, kv_err *err)
     return st;
 }
 
+/* Remembers a written key's fingerprint (past MAX_KEYED_WRITES only the
+ * count matters: the commit raises the global conflict floor). */
+static kv_status note_write(builder *bd, uint64_t h, kv_err *err)
+{
+    if (bd->n_writes > MAX_KEYED_WRITES) return KV_OK;
+    if (bd->n_writes == bd->cap_writes) {
+        size_t cap = bd->cap_writes ? bd->cap_writes * 2 : 1024;
+        uint64_t *w = realloc(bd->writes, cap * sizeof *w);
+        if (!w) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory committing");
+        bd->writes = w;
+        bd->cap_writes = cap;
+    }
+    bd->writes[bd->n_writes++] = h;
+    return KV_OK;
+}
+
 static kv_status add_entry(builder *bd, const uint8_t *key, size_t klen, const uint8_t *vs,
                            size_t vslen, kv_err *err)
 {
@@ -111,17 +127,7 @@ static kv_status add_entry(builder *bd, const uint8_t *key, size_t klen, const u
     if (ik != small) free(ik);
     if (st != KV_OK) return st;
     bd->entries++;
-    if (bd->n_writes <= MAX_KEYED_WRITES) {
-        if (bd->n_writes == bd->cap_writes) {
-            size_t cap = bd->cap_writes ? bd->cap_writes * 2 : 1024;
-            uint64_t *w = realloc(bd->writes, cap * sizeof *w);
-            if (!w) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory committing");
-            bd->writes = w;
-            bd->cap_writes = cap;
-        }
-        bd->writes[bd->n_writes++] = kv_key_hash(key, klen);
-    }
-    return KV_OK;
+    return note_write(bd, kv_key_hash(key, klen), err);
 }
 
 /* Writes the chunk's large values to the value log (pointers patched into
@@ -200,8 +206,8 @@ static void drop_tables(kv_db *db, struct kv_ingest *in)
 }
 
 kv_status kv_ingest_commit(kv_db *db, kv_pending *p, int snap_slot, const uint64_t *reads,
-                           const kv_read_seg *segs, uint32_t n_segs, uint64_t read_ts,
-                           uint64_t *version_out, kv_err *err)
+                           const kv_read_seg *segs, uint32_t n_segs, const uint64_t *extra_writes,
+                           size_t n_extra, uint64_t *version_out, kv_err *err)
 {
     struct kv_ingest in;
     builder bd;
@@ -217,9 +223,11 @@ kv_status kv_ingest_commit(kv_db *db, kv_pending *p, int snap_slot, const uint64
     if (bd.target < (8u << 20)) bd.target = 8u << 20;
 
     st = build_tables(&bd, p, snap_slot, &pinned, err);
+    for (size_t i = 0; st == KV_OK && i < n_extra; i++) /* fingerprints noted as written */
+        st = note_write(&bd, extra_writes[i], err);
     if (st == KV_OK && !db->opt->in_memory) st = db->env->sync_dir(db->env, db->dir, err);
     if (st == KV_OK && in.n == 0) { /* everything was undone */
-        if (version_out) *version_out = read_ts;
+        if (version_out) *version_out = 0; /* (the caller reports its read version) */
         goto out;
     }
     if (st == KV_OK && !(txn = kv_batch_new()))

@@ -37,8 +37,8 @@ struct kv_pending;
 struct kv_read_seg;
 kv_status kv_ingest_commit(struct kv_db *db, struct kv_pending *p, int snap_slot,
                            const uint64_t *reads, const struct kv_read_seg *segs,
-                           uint32_t n_segs, uint64_t read_ts, uint64_t *version_out,
-                           kv_err *err);
+                           uint32_t n_segs, const uint64_t *extra_writes, size_t n_extra,
+                           uint64_t *version_out, kv_err *err);
 
 /* The leader's part, called by the writer for an ingest item. */
 struct kv_ingest;

@@ -8,7 +8,8 @@
  * Change:  u8 op (1 create, 2 delete, 3 drop, 4 drop done) | u8 level |
  *          u64 id, and for create: u64 size, entries, deletes, value
  *          pointers, vlog bytes, min version, max version, global version
- *          (0, or the version of every entry of an ingested table) |
+ *          (0, or the version of every entry of an ingested table), dropped
+ *          up to (every drop up to that version applied) |
  *          u32 compression | uvarint len + smallest key | uvarint len +
  *          largest key.  For a drop (drops.h) the id is its version and a
  *          uvarint len + prefix follows; "drop done" retires the drop with
@@ -109,6 +110,7 @@ static void put_create(mbuf *b, int level, const kv_table_meta *t)
     mb_u64(b, t->min_version);
     mb_u64(b, t->max_version);
     mb_u64(b, t->global_version);
+    mb_u64(b, t->dropped_upto);
     mb_u32(b, t->compression);
     mb_bytes(b, kv_tm_smallest(t), t->smallest_len);
     mb_bytes(b, kv_tm_largest(t), t->largest_len);
@@ -242,7 +244,7 @@ static kv_status apply_payload(const uint8_t *payload, size_t n, uint64_t off, c
             size_t pn;
             const uint8_t *pfx = rd_bytes(&r, &pn);
             kv_drop *d;
-            if (r.bad || pn > KV_DROP_PREFIX_MAX || s->n_drops >= KV_MAX_DROPS) {
+            if (r.bad || pn > KV_DROP_PREFIX_MAX) {
                 r.bad = 1;
                 break;
             }
@@ -295,6 +297,7 @@ static kv_status apply_payload(const uint8_t *payload, size_t n, uint64_t off, c
             t.props.min_version = rd_u64(&r);
             t.props.max_version = rd_u64(&r);
             t.global_version = rd_u64(&r);
+            t.dropped_upto = rd_u64(&r);
             t.props.compression = rd_u32(&r);
             k = rd_bytes(&r, &t.slen);
             if (!r.bad && (t.slen <= KV_TS_SIZE || !(t.smallest = malloc(t.slen)))) r.bad = 1;
@@ -455,7 +458,11 @@ kv_status kv_manifest_rewrite(kv_db *db, const kv_version *v, kv_err *err)
         const kv_drop_list *dl = kv_at(db, v->drops);
         rec_begin(&b, atomic_load(&db->sh->vset.next_file_id), db->sh->vset.max_version,
                   v->total + (dl ? dl->n : 0));
-        for (uint32_t i = 0; dl && i < dl->n; i++) put_drop(&b, &dl->d[i]);
+        for (uint32_t i = 0; dl && i < dl->n; i++) {
+            kv_drop d;
+            kv_drops_get(dl, i, &d);
+            put_drop(&b, &d);
+        }
     }
     for (level = 0; level < (int)v->n_levels; level++) {
         if (level == 0) /* oldest first, so replay ends with the newest on top */

@@ -32,6 +32,7 @@ typedef struct kv_mf_table {
     int level;
     uint64_t order;              /* creation position (orders level 0) */
     uint64_t global_version;     /* ingested table: the version of every entry */
+    uint64_t dropped_upto;       /* drops up to this version applied */
     kv_sst_props props;          /* id, size, counts, versions, compression */
     uint8_t *smallest, *largest; /* malloc'd internal keys */
     size_t slen, llen;

@@ -304,7 +304,7 @@ kv_status kv_pending_put(kv_pending *p, const void *key, size_t klen, uint8_t me
 /* ---- lookups ---- */
 
 static int newest_live_sl(kv_pending *p, const kv_sl *sl, const uint8_t *seek, size_t n,
-                          kv_vstruct *vs)
+                          uint64_t seq_limit, kv_vstruct *vs)
 {
     kv_sl_iter it;
     size_t un = n - KV_TS_SIZE;
@@ -313,7 +313,8 @@ static int newest_live_sl(kv_pending *p, const kv_sl *sl, const uint8_t *seek, s
         size_t kl, vl;
         const uint8_t *k = kv_sl_iter_key(&it, &kl), *v;
         if (kl != n || memcmp(k, seek, un) != 0) return 0;
-        if (kv_pending_dead(p, kv_ikey_version(k, kl))) continue;
+        if (kv_ikey_version(k, kl) > seq_limit || kv_pending_dead(p, kv_ikey_version(k, kl)))
+            continue;
         v = kv_sl_iter_value(&it, &vl);
         return kv_vstruct_decode(v, vl, vs) == 0 ? 1 : -1;
     }
@@ -321,7 +322,7 @@ static int newest_live_sl(kv_pending *p, const kv_sl *sl, const uint8_t *seek, s
 }
 
 static int newest_live_run(kv_pending *p, const kv_spill_run *r, const uint8_t *seek, size_t n,
-                           kv_vstruct *vs, kv_err *err)
+                           uint64_t seq_limit, kv_vstruct *vs, kv_err *err)
 {
     kv_sst_iter it;
     kv_sst_read_opts ro;
@@ -332,7 +333,9 @@ static int newest_live_run(kv_pending *p, const kv_spill_run *r, const uint8_t *
     kv_sst_iter_init(&it, r->sst, &ro);
     for (kv_sst_iter_seek(&it, seek, n); it.valid; kv_sst_iter_next(&it)) {
         if (it.key_len != n || memcmp(it.key, seek, un) != 0) break;
-        if (kv_pending_dead(p, kv_ikey_version(it.key, it.key_len))) continue;
+        if (kv_ikey_version(it.key, it.key_len) > seq_limit ||
+            kv_pending_dead(p, kv_ikey_version(it.key, it.key_len)))
+            continue;
         found = kv_vstruct_decode(it.val, it.val_len, vs) == 0 ? 1 : -1;
         break;
     }
@@ -344,7 +347,8 @@ static int newest_live_run(kv_pending *p, const kv_spill_run *r, const uint8_t *
     return found;
 }
 
-int kv_pending_get(kv_pending *p, const void *key, size_t klen, kv_vstruct *vs, kv_err *err)
+int kv_pending_get(kv_pending *p, const void *key, size_t klen, uint64_t seq_limit,
+                   kv_vstruct *vs, kv_err *err)
 {
     uint8_t small[256], *seek = small;
     size_t n = klen + KV_TS_SIZE;
@@ -357,9 +361,9 @@ int kv_pending_get(kv_pending *p, const void *key, size_t klen, kv_vstruct *vs, 
     memcpy(seek, key, klen);
     kv_ikey_put_ts(seek + klen, KV_PENDING_VERSION); /* before every write of the key */
     if (p->sl && kv_sl_may_contain(p->sl, kv_key_hash(key, klen)))
-        found = newest_live_sl(p, p->sl, seek, n, vs);
+        found = newest_live_sl(p, p->sl, seek, n, seq_limit, vs);
     for (size_t i = p->n_runs; i > 0 && !found; i--)
-        found = newest_live_run(p, &p->runs[i - 1], seek, n, vs, err);
+        found = newest_live_run(p, &p->runs[i - 1], seek, n, seq_limit, vs, err);
     if (seek != small) free(seek);
     return found;
 }

@@ -68,9 +68,11 @@ kv_status kv_pending_put(kv_pending *p, const void *key, size_t klen, uint8_t me
                          uint8_t user_meta, uint64_t expires_at, const void *val, size_t vlen,
                          kv_err *err);
 
-/* The newest live write of key: 1 and *vs (pointing into memory that stays
- * valid until the pending store is freed), 0 if none, -1 on error. */
-int kv_pending_get(kv_pending *p, const void *key, size_t klen, kv_vstruct *vs, kv_err *err);
+/* The newest live write of key made at or before seq_limit: 1 and *vs
+ * (pointing into memory that stays valid until the pending store is
+ * freed), 0 if none, -1 on error. */
+int kv_pending_get(kv_pending *p, const void *key, size_t klen, uint64_t seq_limit,
+                   kv_vstruct *vs, kv_err *err);
 
 int kv_pending_dead(const kv_pending *p, uint64_t seq);
 /* Undoes every write after mark. */

@@ -37,6 +37,8 @@ struct kv_txn {
     kv_read_seg *segs;        /* which read version each read was made at */
     uint32_t n_segs, cap_segs;
     int untracked;            /* kv_txn_track_reads(0) */
+    uint64_t *extra;          /* kv_txn_note_write: more fingerprints written */
+    size_t n_extra, cap_extra;
 };
 
 static kv_status usable(kv_txn *t, kv_err *err)
@@ -131,6 +133,9 @@ static void finish(kv_txn *t)
     free(t->segs);
     t->segs = NULL;
     t->n_segs = t->cap_segs = 0;
+    free(t->extra);
+    t->extra = NULL;
+    t->n_extra = t->cap_extra = 0;
 }
 
 void kv_txn_discard(kv_txn *t)
@@ -200,8 +205,9 @@ kv_status kv_txn_note_read(kv_txn *t, const void *key, size_t klen, kv_err *err)
 }
 
 
-kv_status kv_txn_get(kv_txn *t, const void *key, size_t klen, kv_buf *val, kv_entry_meta *meta,
-                     kv_err *err)
+/* A get at version, over the transaction's own writes up to mark. */
+static kv_status get_at(kv_txn *t, uint64_t version, uint64_t mark, const void *key, size_t klen,
+                        kv_buf *val, kv_entry_meta *meta, kv_err *err)
 {
     kv_vstruct vs;
     kv_read_options ro;
@@ -209,7 +215,7 @@ kv_status kv_txn_get(kv_txn *t, const void *key, size_t klen, kv_buf *val, kv_en
     kv_status st = usable(t, err);
     if (st == KV_OK) st = check_key(key, klen, err);
     if (st != KV_OK) return st;
-    r = kv_pending_get(&t->pend, key, klen, &vs, err);
+    r = kv_pending_get(&t->pend, key, klen, mark, &vs, err);
     if (r < 0) return poison(t, err ? err->code : KV_IO);
     if (r > 0) { /* read your own write */
         if ((vs.meta & KV_META_DELETE) ||
@@ -234,9 +240,36 @@ kv_status kv_txn_get(kv_txn *t, const void *key, size_t klen, kv_buf *val, kv_en
         return KV_OK;
     }
     if (!t->untracked) note_read(t, key, klen);
-    ro.version = t->read_ts;
+    ro.version = version;
     ro.fill_cache = 1;
     return poison(t, kv_get(t->db, &ro, key, klen, val, meta, err));
+}
+
+kv_status kv_txn_get(kv_txn *t, const void *key, size_t klen, kv_buf *val, kv_entry_meta *meta,
+                     kv_err *err)
+{
+    if (!t) return kv_seterr(err, KV_INVALID, 0, "transaction must not be NULL");
+    return get_at(t, t->read_ts, t->pend.seq, key, klen, val, meta, err);
+}
+
+kv_status kv_txn_point_take(kv_txn *t, kv_txn_point *p, kv_snapshot **snap, kv_err *err)
+{
+    kv_status st = usable(t, err);
+    if (st != KV_OK) return st;
+    if (!p || !snap) return kv_seterr(err, KV_INVALID, 0, "kv_txn_point_take: point and snap are required");
+    st = kv_snapshot_acquire_at(t->db, t->read_ts, snap, err);
+    if (st != KV_OK) return st;
+    p->version = t->read_ts;
+    p->mark = t->pend.seq;
+    return KV_OK;
+}
+
+kv_status kv_txn_get_at(kv_txn *t, const kv_txn_point *p, const void *key, size_t klen,
+                        kv_buf *val, kv_entry_meta *meta, kv_err *err)
+{
+    if (!t || !p) return kv_seterr(err, KV_INVALID, 0, "transaction and point are required");
+    if (p->mark > t->pend.seq) return kv_seterr(err, KV_INVALID, 0, "read point is in the future");
+    return get_at(t, p->version, p->mark, key, klen, val, meta, err);
 }
 
 static kv_status write(kv_txn *t, const void *key, size_t klen, uint8_t meta, uint8_t user_meta,
@@ -276,7 +309,34 @@ kv_status kv_txn_iter_new(kv_txn *t, const kv_iter_options *io, kv_iter **it, kv
 {
     kv_status st = usable(t, err);
     if (st != KV_OK) return st;
-    return kv_iter_new_txn(t->db, io, t->read_ts, &t->pend, note_read_cb, t, it, err);
+    return kv_iter_new_txn(t->db, io, t->read_ts, &t->pend, t->pend.seq, note_read_cb, t, it,
+                           err);
+}
+
+kv_status kv_txn_iter_at(kv_txn *t, const kv_txn_point *p, const kv_iter_options *io,
+                         kv_iter **it, kv_err *err)
+{
+    kv_status st = usable(t, err);
+    if (st != KV_OK) return st;
+    if (!p) return kv_seterr(err, KV_INVALID, 0, "read point is required");
+    if (p->mark > t->pend.seq) return kv_seterr(err, KV_INVALID, 0, "read point is in the future");
+    return kv_iter_new_txn(t->db, io, p->version, &t->pend, p->mark, note_read_cb, t, it, err);
+}
+
+kv_status kv_txn_note_write(kv_txn *t, const void *key, size_t klen, kv_err *err)
+{
+    kv_status st = usable(t, err);
+    if (st == KV_OK) st = check_key(key, klen, err);
+    if (st != KV_OK) return st;
+    if (t->n_extra == t->cap_extra) {
+        size_t cap = t->cap_extra ? t->cap_extra * 2 : 8;
+        uint64_t *w = realloc(t->extra, cap * sizeof *w);
+        if (!w) return poison(t, kv_seterr(err, KV_NO_MEMORY, 0, "out of memory"));
+        t->extra = w;
+        t->cap_extra = cap;
+    }
+    t->extra[t->n_extra++] = kv_key_hash(key, klen);
+    return KV_OK;
 }
 
 uint64_t kv_txn_mark(kv_txn *t)
@@ -324,6 +384,18 @@ static kv_status build_batch(kv_txn *t, kv_batch **out, uint64_t **writes, kv_er
     bb.b = kv_batch_new_for(t->db);
     st = bb.b ? kv_pending_each(&t->pend, add_to_batch, &bb, err)
               : kv_seterr(err, KV_NO_MEMORY, 0, "out of memory committing");
+    for (size_t i = 0; st == KV_OK && i < t->n_extra; i++) { /* kv_txn_note_write */
+        if (bb.nw == bb.cap) {
+            size_t c = bb.cap ? bb.cap * 2 : 64;
+            uint64_t *q = realloc(bb.w, c * sizeof *q);
+            if (!q) st = kv_seterr(err, KV_NO_MEMORY, 0, "out of memory committing");
+            else {
+                bb.w = q;
+                bb.cap = c;
+            }
+        }
+        if (st == KV_OK) bb.w[bb.nw++] = t->extra[i];
+    }
     if (st != KV_OK) {
         kv_batch_free(bb.b);
         free(bb.w);
@@ -382,7 +454,8 @@ kv_status kv_txn_commit(kv_txn *t, const kv_commit_options *co, uint64_t *versio
     } else {
         /* (always durable: tables and the manifest record are synced) */
         st = kv_ingest_commit(t->db, &t->pend, t->snap_slot, t->reads, t->segs, t->n_segs,
-                              t->read_ts, version_out, err);
+                              t->extra, t->n_extra, version_out, err);
+        if (st == KV_OK && version_out && *version_out == 0) *version_out = t->read_ts;
     }
     finish(t);
     return st;

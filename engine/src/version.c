@@ -77,6 +77,7 @@ kv_status kv_tm_new(kv_db *db, const kv_sst_props *p, const uint8_t *smallest, s
     t->max_version = p->max_version;
     t->compression = p->compression;
     t->global_version = 0;
+    t->dropped_upto = 0;
     t->smallest_len = (uint32_t)slen;
     t->largest_len = (uint32_t)llen;
     memcpy(t->keys, smallest, slen);

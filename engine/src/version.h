@@ -43,6 +43,9 @@ typedef struct kv_table_meta {
      * version is known: its keys carry version 0 and every entry's real
      * version is this one.  0 for ordinary tables. */
     uint64_t global_version;
+    /* Every drop (drops.h) with a version up to this one is applied: the
+     * table holds no entry such a drop covers (compaction output). */
+    uint64_t dropped_upto;
     uint8_t keys[];                     /* smallest, then largest */
 } kv_table_meta;
 

@@ -502,8 +502,9 @@ static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
     if (st == KV_OK && (own->flags & (KV_WQ_INGEST | KV_WQ_DROP))) {
         st = (own->flags & KV_WQ_INGEST) ? kv_ingest_apply(db, own->special, own->version, &lerr)
                                          : kv_drop_apply(db, own->special, own->version, &lerr);
-        if (st == KV_OK)
-            atomic_store_explicit(&db->sh->visible_version, own->version, memory_order_release);
+        /* published even if it failed: nothing is stored at the version,
+         * and readers must move past it (its conflict record names it) */
+        atomic_store_explicit(&db->sh->visible_version, own->version, memory_order_release);
     } else if (st == KV_OK)
         st = write_group(db, g, n, any_sync, &lerr);
 

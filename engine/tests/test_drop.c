@@ -114,6 +114,7 @@ START_TEST(test_drop_prefix)
     sv = kv_txn_read_version(snap);
     TU_OK(kv_txn_begin(db, 1, &reader, &err), &err);
     ck_assert_int_eq(kv_txn_get(reader, "b/000001", 8, NULL, NULL, &err), KV_OK);
+    TU_OK(kv_txn_note_read(reader, "b/", 2, &err), &err); /* it read the whole range */
     TU_OK(kv_txn_set(reader, "z", 1, "1", 1, &err), &err);
 
     TU_OK(kv_drop_prefix(db, "b/", 2, &err), &err);
@@ -126,7 +127,7 @@ START_TEST(test_drop_prefix)
     ck_assert_int_eq(count(db, "b/", sv, 1), 3100);
     ck_assert_int_eq(get(db, sv, "b/000002"), KV_OK);
     ck_assert_int_eq(kv_txn_get(snap, "b/x000003", 9, NULL, NULL, &err), KV_OK);
-    /* a transaction that read before the drop cannot commit after it */
+    /* a transaction that read the range before the drop cannot commit after it */
     TU_ST(KV_CONFLICT, kv_txn_commit(reader, NULL, NULL, &err), &err);
     kv_txn_free(reader);
     /* new writes under the prefix are visible */
@@ -206,6 +207,56 @@ START_TEST(test_drop_all_and_tables)
 }
 END_TEST
 
+/* Many drops (PostgreSQL truncates and drops tables all the time): every
+ * one is in effect at once, reads stay right, they survive reopen, and they
+ * retire once their data is gone. */
+START_TEST(test_many_drops)
+{
+    char *dir = tu_mkdtemp("drop");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    int n = (int)tu_scale(2000);
+    tu_small_options(&o, dir);
+    db = open_db(&o);
+    for (int i = 0; i < n; i++) {
+        char p[16];
+        snprintf(p, sizeof p, "t%05d/", i);
+        load(db, p, 3, 0);
+        if (i % 2 == 0) TU_OK(kv_drop_prefix(db, p, strlen(p), &err), &err);
+        if (i % 500 == 499) TU_OK(kv_flush(db, &err), &err);
+    }
+    TU_OK(kv_drop_prefix(db, "t0000", 5, &err), &err); /* nested prefixes of another length */
+    ck_assert_int_eq(count(db, "t0000", 0, 0), 0);
+    ck_assert_int_eq(count(db, "t", 0, 1), 3 * (n / 2) - 3 * 5);
+    ck_assert_int_eq(count(db, "t00001/", 0, 0), 0);
+    ck_assert_int_eq(count(db, "t00011/", 0, 0), 3);
+    ck_assert_int_eq(get(db, 0, "t00012/000001"), KV_NOT_FOUND);
+    ck_assert_int_eq(get(db, 0, "t00013/000001"), KV_OK);
+    TU_OK(kv_close(db, &err), &err);
+    db = open_db(&o);
+    ck_assert_int_eq(count(db, "t", 0, 1), 3 * (n / 2) - 3 * 5);
+    ck_assert_int_eq(get(db, 0, "t00013/000001"), KV_OK);
+    TU_OK(kv_flush(db, &err), &err);
+    TU_OK(kv_compact_all(db, &err), &err);
+    for (int i = 0; i < 200; i++) { /* retired 64 per maintenance round */
+        kv_stats st;
+        kv_get_stats(db, &st);
+        if (st.drops_in_effect == 0) break;
+        TU_OK(kv_compact_all(db, &err), &err);
+    }
+    {
+        kv_stats st;
+        kv_get_stats(db, &st);
+        ck_assert_uint_eq(st.drops_in_effect, 0);
+    }
+    ck_assert_int_eq(count(db, "t", 0, 1), 3 * (n / 2) - 3 * 5);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_write_batch)
 {
     char *dir = tu_mkdtemp("drop");
@@ -262,6 +313,7 @@ int main(void)
     tcase_add_test(tc, test_drop_prefix);
     tcase_add_test(tc, test_drop_all_and_tables);
     tcase_add_test(tc, test_write_batch);
+    tcase_add_test(tc, test_many_drops);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -669,7 +669,7 @@ static int dump_mf_payload(const uint8_t *pl, size_t n, size_t off)
            off, n, (unsigned long long)next_id, (unsigned long long)maxv, count);
     for (uint32_t i = 0; i < count && !r.bad; i++) {
         unsigned op = (unsigned)rd_fixed(&r, 1), level = (unsigned)rd_fixed(&r, 1);
-        unsigned long long id = rd_fixed(&r, 8), v[8];
+        unsigned long long id = rd_fixed(&r, 8), v[9];
         const uint8_t *sk, *lk;
         size_t sl = 0, ll = 0;
         unsigned comp;
@@ -695,7 +695,7 @@ static int dump_mf_payload(const uint8_t *pl, size_t n, size_t off)
             continue;
         }
         if (op != MF_OP_CREATE) return -1;
-        for (int j = 0; j < 8; j++) v[j] = rd_fixed(&r, 8);
+        for (int j = 0; j < 9; j++) v[j] = rd_fixed(&r, 8);
         comp = (unsigned)rd_fixed(&r, 4);
         sk = rd_key(&r, &sl);
         lk = r.bad ? NULL : rd_key(&r, &ll);
