@@ -28,6 +28,10 @@ UPDATE events SET id = id + 1;
 UPDATE events SET id = id + 1000;
 SELECT id, kind FROM events ORDER BY id;
 UPDATE events SET id = id - 1000;
+-- the same with point gets: 1 moves to 1001, and the get of 1001 (also
+-- in the list) must not find the row just moved
+UPDATE events SET id = id + 1000 WHERE id IN (1, 1001) RETURNING id;
+UPDATE events SET id = id - 1000 WHERE id = 1001;
 
 -- DELETE
 DELETE FROM events WHERE id = 104 RETURNING id, kind, payload;
