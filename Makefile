@@ -42,6 +42,10 @@ include $(PGXS)
 
 $(shlib): $(ENGINE_LIB)
 
+# every object depends on every header it could include, so a changed
+# header never leaves a stale object behind
+$(OBJS): $(wildcard $(srcdir)/src/*.h) $(srcdir)/engine/include/kv.h
+
 .PHONY: engine-lib
 $(ENGINE_LIB): engine-lib
 engine-lib:

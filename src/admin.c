@@ -387,6 +387,7 @@ static const struct
 	STAT(vlog_gc_files_deleted),
 	STAT(live_memtables),
 	STAT(latest_version),
+	STAT(drops_in_effect),
 };
 
 #undef STAT

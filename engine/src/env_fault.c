@@ -104,10 +104,13 @@ static kv_status fe_open(kv_env *env, const char *path, int flags, kv_file **out
     kv_status st;
     int existed, fail;
 
-    fail = check(e, KV_FAULT_OPEN, path);
+    pthread_mutex_lock(&e->mu);
+    fail = should_fail(e, KV_FAULT_OPEN, path);
+    /* after a power cut nothing can be created or written */
     if (!fail && e->power_cut && (flags & (KV_O_CREATE | KV_O_TRUNC)) &&
         (flags & KV_O_RDWR))
         fail = EIO;
+    pthread_mutex_unlock(&e->mu);
     if (fail) return kv_seterr(err, kv_status_from_errno(fail), fail, "could not open file \"%s\" (injected)", path);
     existed = e->inner->exists(e->inner, path);
     f = calloc(1, sizeof *f);
