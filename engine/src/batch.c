@@ -113,7 +113,8 @@ kv_status kv_batch_add(kv_batch *b, const void *key, size_t klen, uint8_t meta,
                          vlen, (long long)KV_MAX_VALUE_SIZE);
     if (vlen && !val) return kv_seterr(err, KV_INVALID, 0, "value pointer is NULL");
     if (b->count == UINT32_MAX) return kv_seterr(err, KV_TOO_BIG, 0, "batch has too many entries");
-    to_vlog = !(meta & KV_META_DELETE) && (uint64_t)vlen >= b->threshold;
+    /* (a value pointer - a spilled transaction's value - stays a pointer) */
+    to_vlog = !(meta & (KV_META_DELETE | KV_META_VALUE_PTR)) && (uint64_t)vlen >= b->threshold;
     vslen = kv_vstruct_size(expires_at, to_vlog ? KV_VPTR_SIZE : vlen);
     need = kv_uvarint_len(klen) + klen + kv_uvarint_len(vslen) + vslen;
     if (b->len - KV_WAL_REC_HDR + need > UINT32_MAX)
@@ -155,7 +156,7 @@ kv_status kv_batch_add(kv_batch *b, const void *key, size_t klen, uint8_t meta,
         p += vslen;
     } else {
         p += kv_vstruct_encode(p, meta, user_meta, expires_at, val, vlen);
-        if (!(meta & KV_META_DELETE) && (uint64_t)vlen + 1 > b->max_inline)
+        if (!(meta & (KV_META_DELETE | KV_META_VALUE_PTR)) && (uint64_t)vlen + 1 > b->max_inline)
             b->max_inline = (uint64_t)vlen + 1;
     }
     b->len = (size_t)(p - b->buf);

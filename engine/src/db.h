@@ -230,6 +230,9 @@ void kv_file_path(char *out, size_t cap, const char *dir, uint64_t id, const cha
 /* The newest committed entry of key (tombstones included): its value
  * struct (value bytes not kept; a value pointer copied to ptr) and
  * version.  *found = 0 if the key never existed or was compacted away. */
+/* vs's value bytes into out: inline ones copied, a value pointer's read
+ * from the value log. */
+kv_status kv_read_value(kv_db *db, const kv_vstruct *vs, kv_buf *out, kv_err *err);
 kv_status kv_lookup_newest(kv_db *db, const void *key, size_t klen, kv_vstruct *vs, uint8_t *ptr,
                            uint64_t *version, int *found, kv_err *err);
 

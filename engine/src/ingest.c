@@ -212,7 +212,7 @@ kv_status kv_ingest_commit(kv_db *db, kv_pending *p, int snap_slot, const uint64
     struct kv_ingest in;
     builder bd;
     kv_batch *txn = NULL;
-    int pinned = 0;
+    int pinned = p->vlog_pin != 0; /* (spilled values pinned the value log already) */
     kv_status st;
 
     memset(&in, 0, sizeof in);
@@ -243,7 +243,8 @@ kv_status kv_ingest_commit(kv_db *db, kv_pending *p, int snap_slot, const uint64
     }
 out:
     if (st != KV_OK && !in.installed) drop_tables(db, &in);
-    if (pinned) kv_snap_set_vlog_pin(db, snap_slot, 0);
+    if (pinned) kv_snap_set_vlog_pin(db, snap_slot, 0); /* tables point at them, or failed */
+    p->vlog_pin = 0;
     kv_batch_free(txn);
     free(bd.writes);
     free(in.metas);

@@ -9,12 +9,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "db.h"
 #include "err.h"
 #include "flush.h"
 #include "hash.h"
+#include "snapshot.h"
+#include "vlog.h"
+#include "vlog_format.h"
+#include "writer.h"
 
 #define FIRST_ARENA (64u << 10)
+#define VLOG_CHUNK (4u << 20) /* spilled value bytes per value-log append */
 
 /* Frees sl now, or retires it while iterators may read it. */
 static void drop_arena(kv_pending *p, kv_sl *sl)
@@ -38,11 +44,18 @@ static void free_arena(kv_pending *p)
     p->cap = 0;
 }
 
-void kv_pending_init(kv_pending *p, kv_db *db, size_t max_mem)
+void kv_pending_init(kv_pending *p, kv_db *db, size_t max_mem, int snap_slot)
 {
     memset(p, 0, sizeof *p);
     p->db = db;
     p->max_mem = max_mem < FIRST_ARENA ? FIRST_ARENA : max_mem;
+    p->snap_slot = snap_slot;
+}
+
+void kv_pending_set_slot(kv_pending *p, int slot)
+{
+    if (p->vlog_pin) kv_snap_set_vlog_pin(p->db, slot, p->vlog_pin);
+    p->snap_slot = slot;
 }
 
 static void run_close(kv_pending *p, kv_spill_run *r)
@@ -67,8 +80,12 @@ static void free_retired(kv_pending *p)
     p->n_retired_runs = 0;
 }
 
-void kv_pending_free(kv_pending *p)
+void kv_pending_free(kv_pending *p, int committed)
 {
+    for (size_t i = 0; i < p->n_vlog_bytes && !committed; i++)
+        kv_vlog_discard(p->db, p->vlog_bytes[i].fid, p->vlog_bytes[i].bytes);
+    free(p->vlog_bytes);
+    if (p->vlog_pin && p->snap_slot >= 0) kv_snap_set_vlog_pin(p->db, p->snap_slot, 0);
     for (size_t i = 0; i < p->n_runs; i++) run_close(p, &p->runs[i]);
     free_retired(p);
     free(p->runs);
@@ -108,10 +125,108 @@ kv_status kv_pending_rollback(kv_pending *p, uint64_t mark, kv_err *err)
 
 /* ---- spilling ---- */
 
+/* 1 if the arena entry (internal key k, decoded vs) is a live value the
+ * spill moves to the value log. */
+static int separates(const kv_pending *p, const uint8_t *k, size_t kl, const kv_vstruct *vs,
+                     uint64_t threshold)
+{
+    return !(vs->meta & (KV_META_DELETE | KV_META_VALUE_PTR)) && vs->value_len >= threshold &&
+           !kv_pending_dead(p, kv_ikey_version(k, kl));
+}
+
+static kv_status note_vlog_bytes(kv_pending *p, uint32_t fid, uint64_t bytes, kv_err *err)
+{
+    struct kv_fid_bytes *fb;
+    if (p->n_vlog_bytes && p->vlog_bytes[p->n_vlog_bytes - 1].fid == fid) {
+        p->vlog_bytes[p->n_vlog_bytes - 1].bytes += bytes;
+        return KV_OK;
+    }
+    fb = realloc(p->vlog_bytes, (p->n_vlog_bytes + 1) * sizeof *fb);
+    if (!fb) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory spilling a transaction");
+    fb[p->n_vlog_bytes].fid = fid;
+    fb[p->n_vlog_bytes++].bytes = bytes;
+    p->vlog_bytes = fb;
+    return KV_OK;
+}
+
+/* Appends the chunk's values to the value log and their pointers to
+ * *ptrs (KV_VPTR_SIZE bytes each, in chunk order). */
+static kv_status flush_values(kv_pending *p, kv_batch *chunk, uint8_t **ptrs, size_t *n,
+                              size_t *cap, kv_err *err)
+{
+    kv_db *db = p->db;
+    kv_status st;
+    if (!chunk->n_ptrs) return KV_OK;
+    if (!p->vlog_pin) { /* before the first value lands: no GC rewrite may miss it */
+        kv_mutex_lock(&db->sh->vlog.mu);
+        p->vlog_pin = db->sh->vlog.head ? db->sh->vlog.head : 1;
+        kv_snap_set_vlog_pin(db, p->snap_slot, p->vlog_pin);
+        kv_mutex_unlock(&db->sh->vlog.mu);
+    }
+    if (*n + chunk->n_ptrs > *cap) {
+        size_t c = (*n + chunk->n_ptrs) * 2;
+        uint8_t *q = realloc(*ptrs, c * KV_VPTR_SIZE);
+        if (!q) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory spilling a transaction");
+        *ptrs = q;
+        *cap = c;
+    }
+    st = kv_writer_vlog_only(db, chunk, err);
+    for (uint32_t i = 0; st == KV_OK && i < chunk->n_ptrs; i++) {
+        const uint8_t *enc = chunk->buf + chunk->ptrs[3 * i];
+        kv_vptr vp;
+        kv_vptr_decode(enc, KV_VPTR_SIZE, &vp);
+        memcpy(*ptrs + (*n)++ * KV_VPTR_SIZE, enc, KV_VPTR_SIZE);
+        st = note_vlog_bytes(p, vp.fid, vp.len, err);
+    }
+    kv_batch_clear(chunk);
+    return st;
+}
+
+/* Writes the arena's separable values to the value log; *ptrs gets their
+ * pointers in arena order. */
+static kv_status spill_values(kv_pending *p, uint64_t threshold, uint8_t **ptrs, size_t *n,
+                              kv_err *err)
+{
+    kv_batch *chunk = kv_batch_new_for(p->db);
+    kv_sl_iter it;
+    size_t cap = 0;
+    kv_status st = KV_OK;
+    *ptrs = NULL;
+    *n = 0;
+    if (!chunk) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory spilling a transaction");
+    kv_sl_iter_init(&it, p->sl);
+    for (kv_sl_iter_first(&it); st == KV_OK && kv_sl_iter_valid(&it); kv_sl_iter_next(&it)) {
+        size_t kl, vl;
+        const uint8_t *k = kv_sl_iter_key(&it, &kl), *v = kv_sl_iter_value(&it, &vl);
+        kv_vstruct vs;
+        if (kv_vstruct_decode(v, vl, &vs) != 0) {
+            st = kv_seterr(err, KV_CORRUPTION, 0, "malformed pending write");
+            break;
+        }
+        if (!separates(p, k, kl, &vs, threshold)) continue;
+        st = kv_batch_add(chunk, k, kv_ikey_ulen(kl), vs.meta, vs.user_meta, vs.expires_at,
+                          vs.value, vs.value_len, err);
+        if (st == KV_OK && chunk->vlen >= VLOG_CHUNK)
+            st = flush_values(p, chunk, ptrs, n, &cap, err);
+    }
+    if (st == KV_OK) st = flush_values(p, chunk, ptrs, n, &cap, err);
+    kv_batch_free(chunk);
+    return st;
+}
+
+/* Pointers that replace separable values while a run is written. */
+typedef struct sep_ptrs {
+    uint64_t threshold;
+    const uint8_t *ptrs;
+    size_t n, next;
+} sep_ptrs;
+
 /* Writes the entries of src (internal-key order) as a new run.  With
- * drop_dead, undone writes are left out. */
-static kv_status write_run(kv_pending *p, kv_iiter *src, int drop_dead, kv_spill_run *out,
-                           kv_err *err)
+ * drop_dead, undone writes are left out; with sep, separable values are
+ * replaced by sep's pointers, in order (src is the arena spill_values
+ * walked). */
+static kv_status write_run(kv_pending *p, kv_iiter *src, int drop_dead, sep_ptrs *sep,
+                           kv_spill_run *out, kv_err *err)
 {
     kv_db *db = p->db;
     kv_sst_build_opts bo;
@@ -132,7 +247,18 @@ static kv_status write_run(kv_pending *p, kv_iiter *src, int drop_dead, kv_spill
     for (src->vt->first(src); st == KV_OK && src->vt->valid(src); src->vt->next(src)) {
         size_t kl, vl;
         const uint8_t *k = src->vt->key(src, &kl), *v = src->vt->value(src, &vl);
+        kv_vstruct vs;
+        uint8_t pv[64];
         if (drop_dead && kv_pending_dead(p, kv_ikey_version(k, kl))) continue;
+        if (sep && kv_vstruct_decode(v, vl, &vs) == 0 && separates(p, k, kl, &vs, sep->threshold)) {
+            if (sep->next == sep->n) {
+                st = kv_seterr(err, KV_CORRUPTION, 0, "spilled values and run disagree");
+                break;
+            }
+            vl = kv_vstruct_encode(pv, vs.meta | KV_META_VALUE_PTR, vs.user_meta, vs.expires_at,
+                                   sep->ptrs + sep->next++ * KV_VPTR_SIZE, KV_VPTR_SIZE);
+            v = pv;
+        }
         st = kv_sst_builder_add(b, k, kl, v, vl, err);
     }
     if (st == KV_OK) st = src->vt->status(src, err);
@@ -201,7 +327,7 @@ static kv_status merge_runs(kv_pending *p, kv_err *err)
     }
     free(c);
     mi = kv_merge_iiter(m);
-    st = mi ? write_run(p, mi, 1, &r, err)
+    st = mi ? write_run(p, mi, 1, NULL, &r, err)
             : kv_seterr(err, KV_NO_MEMORY, 0, "out of memory merging spilled runs");
     if (mi) mi->vt->destroy(mi);
     else kv_merge_free(m);
@@ -221,12 +347,25 @@ static kv_status merge_runs(kv_pending *p, kv_err *err)
 
 static kv_status spill(kv_pending *p, kv_err *err)
 {
-    kv_iiter *src = kv_iiter_sl(p->sl);
+    kv_db *db = p->db;
+    sep_ptrs sep = {db->opt->in_memory ? UINT64_MAX : (uint64_t)db->opt->value_threshold, NULL, 0, 0};
+    uint8_t *ptrs = NULL;
+    kv_iiter *src;
     kv_spill_run r;
-    kv_status st;
-    if (!src) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory spilling a transaction");
-    st = write_run(p, src, 0, &r, err);
+    kv_status st = KV_OK;
+    if (sep.threshold != UINT64_MAX) st = spill_values(p, sep.threshold, &ptrs, &sep.n, err);
+    sep.ptrs = ptrs;
+    if (st != KV_OK) {
+        free(ptrs);
+        return st;
+    }
+    if (!(src = kv_iiter_sl(p->sl))) {
+        free(ptrs);
+        return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory spilling a transaction");
+    }
+    st = write_run(p, src, 0, sep.n ? &sep : NULL, &r, err);
     src->vt->destroy(src);
+    free(ptrs);
     if (st == KV_OK) {
         st = add_run(p, &r, err);
         if (st != KV_OK) run_close(p, &r);

@@ -14,6 +14,15 @@
  * then the runs newest first.  Past KV_PENDING_MAX_RUNS runs, the runs are
  * merged into one (dropping undone writes).
  *
+ * Spilling separates values as a commit would (WiscKey): each live value
+ * at or above ValueThreshold is appended to the value log once, and the
+ * run holds only its pointer - so a large transaction writes its values
+ * once, not into the run, a merged run and the value log.  From the first
+ * such write the owner's snapshot slot pins the value log (GC must not
+ * rewrite files whose values no table points to yet); the values become
+ * reachable when the commit ingests the runs, and count as discardable in
+ * the value log's statistics if the transaction never commits.
+ *
  * Belongs to one transaction (one thread at a time).
  */
 #ifndef KV_PENDING_H
@@ -59,10 +68,22 @@ typedef struct kv_pending {
     size_t n_retired_sl;
     kv_spill_run *retired_runs;
     size_t n_retired_runs;
+    /* values spilled to the value log */
+    int snap_slot;          /* the owner's snapshot slot, which holds the pin */
+    uint32_t vlog_pin;      /* lowest value-log file written to (0 = none) */
+    struct kv_fid_bytes {
+        uint32_t fid;
+        uint64_t bytes;
+    } *vlog_bytes;          /* bytes written per file, for discard statistics */
+    size_t n_vlog_bytes;
 } kv_pending;
 
-void kv_pending_init(kv_pending *p, struct kv_db *db, size_t max_mem);
-void kv_pending_free(kv_pending *p);
+void kv_pending_init(kv_pending *p, struct kv_db *db, size_t max_mem, int snap_slot);
+/* Frees everything; spilled values count as discardable unless committed. */
+void kv_pending_free(kv_pending *p, int committed);
+/* The owner moved to snapshot slot `slot` (registered, the old one not
+ * yet released): the value-log pin moves with it. */
+void kv_pending_set_slot(kv_pending *p, int slot);
 
 kv_status kv_pending_put(kv_pending *p, const void *key, size_t klen, uint8_t meta,
                          uint8_t user_meta, uint64_t expires_at, const void *val, size_t vlen,

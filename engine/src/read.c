@@ -204,25 +204,28 @@ static kv_status get_found(void *p, kv_db *db, const kv_vstruct *vs, uint64_t ve
     c->meta.in_vlog = (vs->meta & KV_META_VALUE_PTR) != 0;
     c->visible = !(vs->meta & KV_META_DELETE) && !(vs->expires_at && vs->expires_at <= c->now);
     if (!c->visible || !c->out) return KV_OK; /* (an existence check reads no value) */
-    if (vs->meta & KV_META_VALUE_PTR) {
-        kv_vptr ptr;
-        kv_vlog_entry e;
-        kv_vhandle *h;
-        kv_vstruct inl;
-        kv_status st;
-        if (kv_vptr_decode(vs->value, vs->value_len, &ptr) != 0)
-            return kv_seterr(err, KV_CORRUPTION, 0, "malformed value pointer (%zu bytes)",
-                             vs->value_len);
-        st = kv_vlog_read(db, &ptr, 0, &e, &h, err);
-        if (st != KV_OK) return st;
-        inl = *vs;
-        inl.value = e.value;
-        inl.value_len = e.vlen;
-        st = copy_out(c->out, &inl, err);
-        kv_vlog_release(db, h);
-        return st;
-    }
-    return copy_out(c->out, vs, err);
+    return kv_read_value(db, vs, c->out, err);
+}
+
+kv_status kv_read_value(kv_db *db, const kv_vstruct *vs, kv_buf *out, kv_err *err)
+{
+    kv_vptr ptr;
+    kv_vlog_entry e;
+    kv_vhandle *h;
+    kv_vstruct inl;
+    kv_status st;
+    if (!(vs->meta & KV_META_VALUE_PTR)) return copy_out(out, vs, err);
+    if (kv_vptr_decode(vs->value, vs->value_len, &ptr) != 0)
+        return kv_seterr(err, KV_CORRUPTION, 0, "malformed value pointer (%zu bytes)",
+                         vs->value_len);
+    st = kv_vlog_read(db, &ptr, 0, &e, &h, err);
+    if (st != KV_OK) return st;
+    inl = *vs;
+    inl.value = e.value;
+    inl.value_len = e.vlen;
+    st = copy_out(out, &inl, err);
+    kv_vlog_release(db, h);
+    return st;
 }
 
 kv_status kv_get(kv_db *db, const kv_read_options *ro, const void *key, size_t klen,

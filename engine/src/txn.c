@@ -75,7 +75,7 @@ kv_status kv_txn_begin(kv_db *db, int update, kv_txn **out, kv_err *err)
         free(t);
         return st;
     }
-    kv_pending_init(&t->pend, db, (size_t)db->opt->max_txn_memory);
+    kv_pending_init(&t->pend, db, (size_t)db->opt->max_txn_memory, t->snap_slot);
     *out = t;
     return KV_OK;
 }
@@ -109,6 +109,7 @@ kv_status kv_txn_refresh(kv_txn *t, kv_err *err)
     if (st != KV_OK) return st;
     st = kv_snap_register(t->db, 0, &slot, &ts, err);
     if (st != KV_OK) return st;
+    kv_pending_set_slot(&t->pend, slot); /* (a spill's pin moves before the old slot goes) */
     kv_snap_unregister(t->db, t->snap_slot);
     t->snap_slot = slot;
     t->read_ts = ts;
@@ -120,13 +121,14 @@ uint64_t kv_txn_read_version(const kv_txn *t)
     return t->read_ts;
 }
 
-static void finish(kv_txn *t)
+/* Ends the transaction; committed says its writes were applied. */
+static void finish(kv_txn *t, int committed)
 {
     if (t->state == TXN_DONE) return;
     t->state = TXN_DONE;
+    kv_pending_free(&t->pend, committed); /* (unpins while the slot is still ours) */
     kv_snap_unregister(t->db, t->snap_slot);
     t->snap_slot = -1;
-    kv_pending_free(&t->pend);
     free(t->reads);
     t->reads = NULL;
     t->n_reads = t->cap_reads = 0;
@@ -140,13 +142,13 @@ static void finish(kv_txn *t)
 
 void kv_txn_discard(kv_txn *t)
 {
-    if (t) finish(t);
+    if (t) finish(t, 0);
 }
 
 void kv_txn_free(kv_txn *t)
 {
     if (!t) return;
-    finish(t);
+    finish(t, 0);
     free(t);
 }
 
@@ -221,16 +223,8 @@ static kv_status get_at(kv_txn *t, uint64_t version, uint64_t mark, const void *
         if ((vs.meta & KV_META_DELETE) ||
             (vs.expires_at && vs.expires_at <= t->db->env->unix_seconds(t->db->env)))
             return KV_NOT_FOUND;
-        if (val) {
-            if (vs.value_len > val->cap) {
-                char *p = realloc(val->data, vs.value_len);
-                if (!p) return poison(t, kv_seterr(err, KV_NO_MEMORY, 0, "out of memory"));
-                val->data = p;
-                val->cap = vs.value_len;
-            }
-            if (vs.value_len) memcpy(val->data, vs.value, vs.value_len);
-            val->len = vs.value_len;
-        }
+        /* (a spilled write's value may be in the value log) */
+        if (val && (st = kv_read_value(t->db, &vs, val, err)) != KV_OK) return poison(t, st);
         if (meta) {
             memset(meta, 0, sizeof *meta);
             meta->version = t->read_ts;
@@ -422,18 +416,18 @@ kv_status kv_txn_commit(kv_txn *t, const kv_commit_options *co, uint64_t *versio
     kv_status st = usable(t, err);
     kv_write_options wo;
     if (st != KV_OK) {
-        if (t && st != KV_BAD_TXN) finish(t);
+        if (t && st != KV_BAD_TXN) finish(t, 0);
         return st;
     }
     if (t->failed != KV_OK) {
         st = kv_seterr(err, KV_BAD_TXN, 0, "the transaction failed earlier (%s)",
                        kv_status_str(t->failed));
-        finish(t);
+        finish(t, 0);
         return st;
     }
     if (!t->update || kv_pending_empty(&t->pend)) {
         if (version_out) *version_out = t->read_ts;
-        finish(t);
+        finish(t, 1);
         return KV_OK;
     }
     wo.sync = co ? co->sync : 0;
@@ -457,6 +451,6 @@ kv_status kv_txn_commit(kv_txn *t, const kv_commit_options *co, uint64_t *versio
                               t->extra, t->n_extra, version_out, err);
         if (st == KV_OK && version_out && *version_out == 0) *version_out = t->read_ts;
     }
-    finish(t);
+    finish(t, st == KV_OK);
     return st;
 }

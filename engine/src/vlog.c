@@ -355,6 +355,9 @@ kv_status kv_vlog_sync(kv_db *db, kv_err *err)
             kv_mutex_unlock(&v->mu);
         }
     }
+    /* more than a batch of unsynced files (a large commit's): the next
+     * batch (those just synced drop out) */
+    if (st == KV_OK && n == (int)(sizeof todo / sizeof todo[0])) return kv_vlog_sync(db, err);
     return st;
 }
 

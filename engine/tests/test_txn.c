@@ -754,6 +754,130 @@ START_TEST(test_large_txn_undone)
 }
 END_TEST
 
+/* Spilled values go to the value log once: the transaction's runs and
+ * its commit carry only pointers.  The value log stays pinned while the
+ * transaction is open (a GC run cannot lose its values), and an abandoned
+ * transaction's values count as discardable. */
+static uint64_t vlog_bytes(kv_db *db)
+{
+    kv_stats st;
+    kv_get_stats(db, &st);
+    return st.vlog_bytes;
+}
+
+static uint64_t vlog_discard(kv_db *db)
+{
+    kv_stats st;
+    kv_get_stats(db, &st);
+    return st.vlog_discard_bytes;
+}
+
+static void spill_values(kv_txn *t, const char *prefix, int n, int gen)
+{
+    char v[3000];
+    kv_err err;
+    for (int i = 0; i < n; i++) {
+        char k[32];
+        sprintf(k, "%s%06d", prefix, i);
+        memset(v, 'a' + (i + gen) % 26, sizeof v);
+        sprintf(v, "%d-%d", gen, i);
+        TU_OK(kv_txn_set(t, k, strlen(k), v, sizeof v, &err), &err);
+    }
+}
+
+static void check_spilled(kv_db *db, const char *prefix, int n, int gen)
+{
+    kv_buf val = {0};
+    kv_err err;
+    char v[3000];
+    for (int i = 0; i < n; i++) {
+        char k[32];
+        sprintf(k, "%s%06d", prefix, i);
+        memset(v, 'a' + (i + gen) % 26, sizeof v);
+        sprintf(v, "%d-%d", gen, i);
+        TU_OK(kv_get(db, NULL, k, strlen(k), &val, NULL, &err), &err);
+        ck_assert_msg(val.len == sizeof v && memcmp(val.data, v, sizeof v) == 0, "%s", k);
+    }
+    kv_buf_free(&val);
+}
+
+START_TEST(test_spilled_values)
+{
+    char *dir = tu_mkdtemp("txn");
+    kv_options o;
+    kv_db *db;
+    kv_txn *t;
+    kv_err err;
+    uint64_t before, during, value_bytes = 3000ull * 2000;
+    kv_status st;
+    tu_small_options(&o, dir);
+    o.value_threshold = 1024;
+    o.max_txn_memory = 256 << 10;
+    o.value_log_file_size = 64 << 20; /* one file: the spilled values share it with garbage */
+    db = open_db(&o);
+
+    before = vlog_bytes(db);
+    t = begin(db, 1);
+    spill_values(t, "big", 2000, 1);
+    during = vlog_bytes(db) - before;
+    /* (all but the last arena's values are in the log before the commit) */
+    ck_assert_msg(during >= value_bytes / 2, "only %llu bytes in the value log before commit",
+                  (unsigned long long)during);
+    /* own writes read back from spilled runs, by get and by iterator */
+    {
+        kv_buf val = {0};
+        TU_OK(kv_txn_get(t, "big000007", 9, &val, NULL, &err), &err);
+        ck_assert_uint_eq(val.len, 3000);
+        ck_assert(memcmp(val.data, "1-7", 3) == 0);
+        kv_buf_free(&val);
+    }
+    /* garbage in the same file, made discardable by compaction once the
+     * transaction's read point moves on (as READ COMMITTED statements do;
+     * the pin moves with it) */
+    for (int gen = 0; gen < 10; gen++) {
+        kv_txn *j = begin(db, 1);
+        spill_values(j, "junk", 300, gen);
+        commit(j);
+    }
+    TU_OK(kv_txn_refresh(t, &err), &err);
+    TU_OK(kv_flush(db, &err), &err);
+    TU_OK(kv_compact_all(db, &err), &err);
+    ck_assert_msg(vlog_discard(db) > 0, "no discard statistics to drive GC");
+    /* GC while the values are pinned: the shared file is not rewritten */
+    st = kv_run_value_log_gc(db, 0.2, &err);
+    ck_assert_msg(st == KV_NO_REWRITE, "GC rewrote a pinned file: %s", kv_status_str(st));
+    before = vlog_bytes(db);
+    commit(t);
+    /* written once: the commit added only the last arena's values */
+    during += vlog_bytes(db) - before;
+    ck_assert_msg(during < value_bytes * 115 / 100, "value log grew by %llu for %llu value bytes",
+                  (unsigned long long)during, (unsigned long long)value_bytes);
+    check_spilled(db, "big", 2000, 1);
+    for (int i = 0; i < 4; i++) {
+        st = kv_run_value_log_gc(db, 0.3, &err);
+        ck_assert_msg(st == KV_OK || st == KV_NO_REWRITE, "%s", kv_status_str(st));
+    }
+    check_spilled(db, "big", 2000, 1);
+
+    /* abandoned: its values become discardable, and nothing is visible */
+    before = vlog_discard(db);
+    t = begin(db, 1);
+    spill_values(t, "gone", 1000, 2);
+    kv_txn_free(t);
+    ck_assert_msg(vlog_discard(db) - before >= 3000ull * 1000 / 2, "discard grew by %llu",
+                  (unsigned long long)(vlog_discard(db) - before));
+    ck_assert_int_eq(count_prefix(db, "gone", 0), 0);
+    TU_OK(kv_close(db, &err), &err);
+
+    db = open_db(&o);
+    check_spilled(db, "big", 2000, 1);
+    ck_assert_int_eq(count_prefix(db, "gone", 0), 0);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("txn");
@@ -766,6 +890,7 @@ int main(void)
     tcase_add_test(tc, test_snapshot_stable);
     tcase_add_test(tc, test_large_txn);
     tcase_add_test(tc, test_large_txn_undone);
+    tcase_add_test(tc, test_spilled_values);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
