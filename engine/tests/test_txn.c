@@ -814,6 +814,7 @@ START_TEST(test_spilled_values)
     o.value_threshold = 1024;
     o.max_txn_memory = 256 << 10;
     o.value_log_file_size = 64 << 20; /* one file: the spilled values share it with garbage */
+    o.auto_vlog_gc = 0;               /* the GC runs below are the only ones */
     db = open_db(&o);
 
     before = vlog_bytes(db);
