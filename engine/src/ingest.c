@@ -131,29 +131,20 @@ static kv_status add_entry(builder *bd, const uint8_t *key, size_t klen, const u
 }
 
 /* Writes the chunk's large values to the value log (pointers patched into
- * its record), then its entries to the tables. */
-static kv_status flush_chunk(builder *bd, kv_batch *chunk, int snap_slot, int *pinned,
-                             kv_err *err)
+ * its record; the pending store pins the log until the transaction ends),
+ * then its entries to the tables. */
+static kv_status flush_chunk(builder *bd, kv_pending *p, kv_batch *chunk, kv_err *err)
 {
-    kv_db *db = bd->db;
     kv_wal_cursor cur;
     kv_wal_entry e;
     uint64_t rv;
     uint32_t count;
     uint8_t flags;
-    kv_status st = KV_OK;
+    kv_status st;
     int r;
     if (!chunk->count) return KV_OK;
-    if (chunk->n_ptrs) {
-        if (!*pinned) { /* GC must not rewrite files with values no table points to yet */
-            kv_mutex_lock(&db->sh->vlog.mu);
-            kv_snap_set_vlog_pin(db, snap_slot, db->sh->vlog.head ? db->sh->vlog.head : 1);
-            kv_mutex_unlock(&db->sh->vlog.mu);
-            *pinned = 1;
-        }
-        st = kv_writer_vlog_only(db, chunk, err);
-        if (st != KV_OK) return st;
-    }
+    st = kv_pending_write_values(p, chunk, err);
+    if (st != KV_OK) return st;
     if (kv_wal_payload_open(chunk->buf + KV_WAL_REC_HDR, chunk->len - KV_WAL_REC_HDR, &rv, &count,
                             &flags, &cur) != 0)
         return kv_seterr(err, KV_CORRUPTION, 0, "malformed commit chunk");
@@ -166,9 +157,8 @@ static kv_status flush_chunk(builder *bd, kv_batch *chunk, int snap_slot, int *p
 
 typedef struct build_ctx {
     builder *bd;
+    kv_pending *p;
     kv_batch *chunk;
-    int snap_slot;
-    int *pinned;
 } build_ctx;
 
 static kv_status add_pending(void *ctx, const uint8_t *k, size_t kn, const kv_vstruct *vs,
@@ -178,17 +168,16 @@ static kv_status add_pending(void *ctx, const uint8_t *k, size_t kn, const kv_vs
     kv_status st = kv_batch_add(c->chunk, k, kn, vs->meta, vs->user_meta, vs->expires_at,
                                 vs->value, vs->value_len, err);
     if (st == KV_OK && c->chunk->len + c->chunk->vlen >= CHUNK_BYTES)
-        st = flush_chunk(c->bd, c->chunk, c->snap_slot, c->pinned, err);
+        st = flush_chunk(c->bd, c->p, c->chunk, err);
     return st;
 }
 
-static kv_status build_tables(builder *bd, kv_pending *p, int snap_slot, int *pinned,
-                              kv_err *err)
+static kv_status build_tables(builder *bd, kv_pending *p, kv_err *err)
 {
-    build_ctx c = {bd, kv_batch_new_for(bd->db), snap_slot, pinned};
+    build_ctx c = {bd, p, kv_batch_new_for(bd->db)};
     kv_status st = c.chunk ? kv_pending_each(p, add_pending, &c, err)
                            : kv_seterr(err, KV_NO_MEMORY, 0, "out of memory committing");
-    if (st == KV_OK) st = flush_chunk(bd, c.chunk, snap_slot, pinned, err);
+    if (st == KV_OK) st = flush_chunk(bd, p, c.chunk, err);
     if (st == KV_OK) st = finish_table(bd, err);
     kv_batch_free(c.chunk);
     return st;
@@ -205,14 +194,13 @@ static void drop_tables(kv_db *db, struct kv_ingest *in)
     in->n = 0;
 }
 
-kv_status kv_ingest_commit(kv_db *db, kv_pending *p, int snap_slot, const uint64_t *reads,
+kv_status kv_ingest_commit(kv_db *db, kv_pending *p, const uint64_t *reads,
                            const kv_read_seg *segs, uint32_t n_segs, const uint64_t *extra_writes,
                            size_t n_extra, uint64_t *version_out, kv_err *err)
 {
     struct kv_ingest in;
     builder bd;
     kv_batch *txn = NULL;
-    int pinned = p->vlog_pin != 0; /* (spilled values pinned the value log already) */
     kv_status st;
 
     memset(&in, 0, sizeof in);
@@ -222,7 +210,7 @@ kv_status kv_ingest_commit(kv_db *db, kv_pending *p, int snap_slot, const uint64
     bd.target = (uint64_t)db->opt->base_table_size;
     if (bd.target < (8u << 20)) bd.target = 8u << 20;
 
-    st = build_tables(&bd, p, snap_slot, &pinned, err);
+    st = build_tables(&bd, p, err);
     for (size_t i = 0; st == KV_OK && i < n_extra; i++) /* fingerprints noted as written */
         st = note_write(&bd, extra_writes[i], err);
     if (st == KV_OK && !db->opt->in_memory) st = db->env->sync_dir(db->env, db->dir, err);
@@ -243,8 +231,6 @@ kv_status kv_ingest_commit(kv_db *db, kv_pending *p, int snap_slot, const uint64
     }
 out:
     if (st != KV_OK && !in.installed) drop_tables(db, &in);
-    if (pinned) kv_snap_set_vlog_pin(db, snap_slot, 0); /* tables point at them, or failed */
-    p->vlog_pin = 0;
     kv_batch_free(txn);
     free(bd.writes);
     free(in.metas);

@@ -32,11 +32,10 @@
 struct kv_db;
 struct kv_pending;
 
-/* The committer's side.  snap_slot: the transaction's registered slot
- * (holds the value-log pin). */
+/* The committer's side (values reach the value log through the pending
+ * store, which pins it until the transaction ends). */
 struct kv_read_seg;
-kv_status kv_ingest_commit(struct kv_db *db, struct kv_pending *p, int snap_slot,
-                           const uint64_t *reads, const struct kv_read_seg *segs,
+kv_status kv_ingest_commit(struct kv_db *db, struct kv_pending *p, const uint64_t *reads, const struct kv_read_seg *segs,
                            uint32_t n_segs, const uint64_t *extra_writes, size_t n_extra,
                            uint64_t *version_out, kv_err *err);
 

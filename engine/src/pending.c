@@ -149,10 +149,7 @@ static kv_status note_vlog_bytes(kv_pending *p, uint32_t fid, uint64_t bytes, kv
     return KV_OK;
 }
 
-/* Appends the chunk's values to the value log and their pointers to
- * *ptrs (KV_VPTR_SIZE bytes each, in chunk order). */
-static kv_status flush_values(kv_pending *p, kv_batch *chunk, uint8_t **ptrs, size_t *n,
-                              size_t *cap, kv_err *err)
+kv_status kv_pending_write_values(kv_pending *p, kv_batch *chunk, kv_err *err)
 {
     kv_db *db = p->db;
     kv_status st;
@@ -163,6 +160,21 @@ static kv_status flush_values(kv_pending *p, kv_batch *chunk, uint8_t **ptrs, si
         kv_snap_set_vlog_pin(db, p->snap_slot, p->vlog_pin);
         kv_mutex_unlock(&db->sh->vlog.mu);
     }
+    st = kv_writer_vlog_only(db, chunk, err);
+    for (uint32_t i = 0; st == KV_OK && i < chunk->n_ptrs; i++) {
+        kv_vptr vp;
+        kv_vptr_decode(chunk->buf + chunk->ptrs[3 * i], KV_VPTR_SIZE, &vp);
+        st = note_vlog_bytes(p, vp.fid, vp.len, err);
+    }
+    return st;
+}
+
+/* Writes the chunk's values to the value log and appends their pointers
+ * to *ptrs (KV_VPTR_SIZE bytes each, in chunk order). */
+static kv_status flush_values(kv_pending *p, kv_batch *chunk, uint8_t **ptrs, size_t *n,
+                              size_t *cap, kv_err *err)
+{
+    kv_status st;
     if (*n + chunk->n_ptrs > *cap) {
         size_t c = (*n + chunk->n_ptrs) * 2;
         uint8_t *q = realloc(*ptrs, c * KV_VPTR_SIZE);
@@ -170,14 +182,9 @@ static kv_status flush_values(kv_pending *p, kv_batch *chunk, uint8_t **ptrs, si
         *ptrs = q;
         *cap = c;
     }
-    st = kv_writer_vlog_only(db, chunk, err);
-    for (uint32_t i = 0; st == KV_OK && i < chunk->n_ptrs; i++) {
-        const uint8_t *enc = chunk->buf + chunk->ptrs[3 * i];
-        kv_vptr vp;
-        kv_vptr_decode(enc, KV_VPTR_SIZE, &vp);
-        memcpy(*ptrs + (*n)++ * KV_VPTR_SIZE, enc, KV_VPTR_SIZE);
-        st = note_vlog_bytes(p, vp.fid, vp.len, err);
-    }
+    st = kv_pending_write_values(p, chunk, err);
+    for (uint32_t i = 0; st == KV_OK && i < chunk->n_ptrs; i++)
+        memcpy(*ptrs + (*n)++ * KV_VPTR_SIZE, chunk->buf + chunk->ptrs[3 * i], KV_VPTR_SIZE);
     kv_batch_clear(chunk);
     return st;
 }

@@ -81,6 +81,12 @@ typedef struct kv_pending {
 void kv_pending_init(kv_pending *p, struct kv_db *db, size_t max_mem, int snap_slot);
 /* Frees everything; spilled values count as discardable unless committed. */
 void kv_pending_free(kv_pending *p, int committed);
+/* Appends the large values of chunk (a batch of this transaction's
+ * writes) to the value log, pointers patched into its record, before any
+ * table points at them: the first call pins the value log for the owner's
+ * slot, and the bytes are remembered per file for kv_pending_free.  Used
+ * by spills and by the commit's ingest. */
+kv_status kv_pending_write_values(kv_pending *p, struct kv_batch *chunk, kv_err *err);
 /* The owner moved to snapshot slot `slot` (registered, the old one not
  * yet released): the value-log pin moves with it. */
 void kv_pending_set_slot(kv_pending *p, int slot);

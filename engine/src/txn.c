@@ -447,7 +447,7 @@ kv_status kv_txn_commit(kv_txn *t, const kv_commit_options *co, uint64_t *versio
         }
     } else {
         /* (always durable: tables and the manifest record are synced) */
-        st = kv_ingest_commit(t->db, &t->pend, t->snap_slot, t->reads, t->segs, t->n_segs,
+        st = kv_ingest_commit(t->db, &t->pend, t->reads, t->segs, t->n_segs,
                               t->extra, t->n_extra, version_out, err);
         if (st == KV_OK && version_out && *version_out == 0) *version_out = t->read_ts;
     }

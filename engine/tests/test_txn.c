@@ -772,15 +772,22 @@ static uint64_t vlog_discard(kv_db *db)
     return st.vlog_discard_bytes;
 }
 
+#define SPILLED_VLEN 3000
+
+static void spilled_value(char *v, int i, int gen)
+{
+    memset(v, 'a' + (i + gen) % 26, SPILLED_VLEN);
+    sprintf(v, "%d-%d", gen, i);
+}
+
 static void spill_values(kv_txn *t, const char *prefix, int n, int gen)
 {
-    char v[3000];
+    char v[SPILLED_VLEN];
     kv_err err;
     for (int i = 0; i < n; i++) {
         char k[32];
         sprintf(k, "%s%06d", prefix, i);
-        memset(v, 'a' + (i + gen) % 26, sizeof v);
-        sprintf(v, "%d-%d", gen, i);
+        spilled_value(v, i, gen);
         TU_OK(kv_txn_set(t, k, strlen(k), v, sizeof v, &err), &err);
     }
 }
@@ -789,12 +796,11 @@ static void check_spilled(kv_db *db, const char *prefix, int n, int gen)
 {
     kv_buf val = {0};
     kv_err err;
-    char v[3000];
+    char v[SPILLED_VLEN];
     for (int i = 0; i < n; i++) {
         char k[32];
         sprintf(k, "%s%06d", prefix, i);
-        memset(v, 'a' + (i + gen) % 26, sizeof v);
-        sprintf(v, "%d-%d", gen, i);
+        spilled_value(v, i, gen);
         TU_OK(kv_get(db, NULL, k, strlen(k), &val, NULL, &err), &err);
         ck_assert_msg(val.len == sizeof v && memcmp(val.data, v, sizeof v) == 0, "%s", k);
     }
