@@ -403,37 +403,41 @@ static kv_status check_pointers(kv_db *db, kv_wal_cursor cur, uint8_t flags, uin
                                 kv_err *err)
 {
     kv_wal_entry we;
+    kv_vhandle *h = NULL;
+    kv_status st = KV_OK;
     int r;
     while ((r = kv_wal_next_entry(&cur, &we)) == 1) {
         kv_vstruct vs;
         kv_vptr ptr;
         kv_vlog_entry e;
-        kv_vhandle *h;
         kv_err perr;
         if (kv_vstruct_decode(we.vs, we.vslen, &vs) != 0 || !(vs.meta & KV_META_VALUE_PTR))
             continue;
         if (kv_vptr_decode(vs.value, vs.value_len, &ptr) != 0 ||
             kv_vlog_read(db, &ptr, 1, &e, &h, &perr) != KV_OK) {
-            if (flags & KV_WAL_F_VLOG_SYNCED)
-                return kv_seterr(err, KV_CORRUPTION, 0,
-                                 "WAL record at offset %llu points to a damaged value-log entry: "
-                                 "%s",
-                                 (unsigned long long)off, perr.msg);
+            if (flags & KV_WAL_F_VLOG_SYNCED) {
+                st = kv_seterr(err, KV_CORRUPTION, 0,
+                               "WAL record at offset %llu points to a damaged value-log entry: %s",
+                               (unsigned long long)off, perr.msg);
+                break;
+            }
             kv_log(db, KV_LOG_WARNING,
                    "WAL record at offset %llu points to a value-log entry that never reached "
                    "the disk; the log ends there (%s)",
                    (unsigned long long)off, perr.msg);
-            return KV_NOT_FOUND;
+            st = KV_NOT_FOUND;
+            break;
         }
         if (e.klen != we.klen || memcmp(e.key, we.key, e.klen) != 0) {
-            kv_vlog_release(db, h);
-            return kv_seterr(err, KV_CORRUPTION, 0,
-                             "WAL record at offset %llu: value-log entry of file %u offset %llu "
-                             "belongs to another key",
-                             (unsigned long long)off, ptr.fid, (unsigned long long)ptr.offset);
+            st = kv_seterr(err, KV_CORRUPTION, 0,
+                           "WAL record at offset %llu: value-log entry of file %u offset %llu "
+                           "belongs to another key",
+                           (unsigned long long)off, ptr.fid, (unsigned long long)ptr.offset);
+            break;
         }
-        kv_vlog_release(db, h);
     }
+    if (h) kv_vlog_release(db, h);
+    if (st != KV_OK) return st;
     return r < 0 ? kv_seterr(err, KV_CORRUPTION, 0, "malformed WAL record at offset %llu",
                              (unsigned long long)off)
                  : KV_OK;

@@ -13,10 +13,15 @@
  * runs N entries ahead of the iterator and asks the kernel to start
  * reading the value-log ranges of the values it passes (madvise
  * WILLNEED), so values that are not in memory are read in parallel
- * instead of one page fault at a time.  Prefetching values that are
+ * instead of one page fault at a time.  Asking for values that are
  * already in memory only costs system calls, so the cursor samples every
- * 16th value's residency and, after a run of resident samples, stops
- * prefetching for the rest of the iteration.
+ * 16th value's residency and, after a run of resident samples, switches
+ * to the cheap kind for the rest of the iteration: it stays CACHE_AHEAD
+ * entries ahead and pulls each value into the CPU caches.  Values come
+ * out of the log in key order, which is not the order they were written
+ * in, so without this every value is a cache and TLB miss the hardware
+ * prefetcher cannot foresee (1 KiB values: scan 0.57-0.63M -> 0.78-1.0M
+ * entries/s).
  *
  * A long-lived iterator must not keep flushed memtables alive: every few
  * hundred steps it checks whether a memtable of its view was flushed and,
@@ -34,6 +39,8 @@
 #include "vlog.h"
 
 #define REFRESH_EVERY 256
+/* entries the cursor runs ahead once values are known to be in memory */
+#define CACHE_AHEAD 8
 
 struct kv_iter {
     kv_db *db;
@@ -44,7 +51,7 @@ struct kv_iter {
     kv_merge *ahead;                   /* prefetch cursor, NULL without prefetch */
     long ahead_gap;                    /* entries the cursor is ahead by */
     unsigned pf_seen, pf_resident_run; /* residency sampling */
-    int pf_off;                        /* values proved resident: no more prefetching */
+    int pf_resident;                   /* values proved resident: CPU-cache prefetch only */
     kv_sst_read_opts ro;
     int snap_slot;
     uint64_t version;                  /* read version */
@@ -60,6 +67,7 @@ struct kv_iter {
     kv_buf skip, saved_key, saved_val;
     int have_skip;
     kv_vhandle *vpin;                  /* value log mapping of the current value */
+    kv_vhandle *pf_pin;                /* value log mapping the cursor last prefetched from */
     /* transaction iterators: pending writes (as of creation) and the
      * callback that records each key returned as read */
     kv_pending *pending;
@@ -132,7 +140,7 @@ static kv_status build_merge_into(kv_iter *it, kv_merge **out)
 static kv_status build_merge(kv_iter *it)
 {
     kv_status st = build_merge_into(it, &it->m);
-    if (st == KV_OK && it->o.prefetch_values > 0 && !it->o.key_only && !it->pf_off) {
+    if (st == KV_OK && it->o.prefetch_values > 0 && !it->o.key_only) {
         /* prefetching is a hint: without the cursor we just do not prefetch */
         if (build_merge_into(it, &it->ahead) != KV_OK) it->ahead = NULL;
         it->status = KV_OK;
@@ -204,6 +212,7 @@ void kv_iter_free(kv_iter *it)
 {
     if (!it) return;
     release_value(it);
+    if (it->pf_pin) kv_vlog_release(it->db, it->pf_pin);
     kv_merge_free(it->ahead);
     kv_merge_free(it->m);
     if (it->view) kv_view_unpin(it->db, it->view);
@@ -370,7 +379,7 @@ oom:
 
 static void find(kv_iter *it)
 {
-    release_value(it);
+    /* it->vpin stays: the next value is likely in the same file */
     if (it->status != KV_OK) {
         it->valid = 0;
         return;
@@ -396,16 +405,24 @@ static void ahead_step(kv_iter *it)
             kv_vptr p;
             if (kv_vptr_decode(vs.value, vs.value_len, &p) == 0) {
                 int sample = (it->pf_seen++ & 15) == 0;
-                if (sample || !it->pf_resident_run) {
+                if (it->pf_resident) {
+                    kv_vlog_prefetch_cache(it->db, &p, &it->pf_pin);
+                } else if (sample || !it->pf_resident_run) {
                     int r = kv_vlog_prefetch(it->db, &p, 0);
                     if (sample) it->pf_resident_run = r == 1 ? it->pf_resident_run + 1 : 0;
-                    if (it->pf_resident_run >= 4) it->pf_off = 1;
+                    if (it->pf_resident_run >= 4) it->pf_resident = 1;
                 }
             }
         }
         it->ahead_gap++;
     }
     kv_merge_next(it->ahead);
+}
+
+/* How far ahead the cursor runs. */
+static long ahead_want(const kv_iter *it)
+{
+    return it->pf_resident ? CACHE_AHEAD : it->o.prefetch_values;
 }
 
 /* Puts the cursor where the iterator's merge is, then N entries on. */
@@ -415,7 +432,7 @@ static void ahead_reset(kv_iter *it, const uint8_t *ikey, size_t n)
     if (ikey) kv_merge_seek(it->ahead, ikey, n);
     else kv_merge_rewind(it->ahead);
     it->ahead_gap = 0;
-    while (it->ahead_gap < it->o.prefetch_values && kv_merge_valid(it->ahead)) ahead_step(it);
+    while (it->ahead_gap < ahead_want(it) && kv_merge_valid(it->ahead)) ahead_step(it);
 }
 
 /* ---- positioning ---- */
@@ -566,12 +583,7 @@ void kv_iter_next(kv_iter *it)
     find(it);
     if (it->ahead && it->valid) { /* keep the cursor N entries ahead */
         it->ahead_gap--;
-        while (it->ahead_gap < it->o.prefetch_values && kv_merge_valid(it->ahead) && !it->pf_off)
-            ahead_step(it);
-        if (it->pf_off) { /* values are in memory: the cursor is dead weight */
-            kv_merge_free(it->ahead);
-            it->ahead = NULL;
-        }
+        while (it->ahead_gap < ahead_want(it) && kv_merge_valid(it->ahead)) ahead_step(it);
     }
 }
 
@@ -606,7 +618,6 @@ kv_status kv_iter_value(kv_iter *it, const void **val, size_t *vlen, kv_err *err
         kv_status st;
         if (kv_vptr_decode(it->vs.value, it->vs.value_len, &p) != 0)
             return kv_seterr(err, KV_CORRUPTION, 0, "malformed value pointer");
-        release_value(it);
         st = kv_vlog_read(it->db, &p, 0, &e, &it->vpin, err);
         if (st != KV_OK) return st;
         it->n_vlog_reads++;

@@ -211,7 +211,7 @@ kv_status kv_read_value(kv_db *db, const kv_vstruct *vs, kv_buf *out, kv_err *er
 {
     kv_vptr ptr;
     kv_vlog_entry e;
-    kv_vhandle *h;
+    kv_vhandle *h = NULL;
     kv_vstruct inl;
     kv_status st;
     if (!(vs->meta & KV_META_VALUE_PTR)) return copy_out(out, vs, err);
@@ -219,12 +219,13 @@ kv_status kv_read_value(kv_db *db, const kv_vstruct *vs, kv_buf *out, kv_err *er
         return kv_seterr(err, KV_CORRUPTION, 0, "malformed value pointer (%zu bytes)",
                          vs->value_len);
     st = kv_vlog_read(db, &ptr, 0, &e, &h, err);
-    if (st != KV_OK) return st;
-    inl = *vs;
-    inl.value = e.value;
-    inl.value_len = e.vlen;
-    st = copy_out(out, &inl, err);
-    kv_vlog_release(db, h);
+    if (st == KV_OK) {
+        inl = *vs;
+        inl.value = e.value;
+        inl.value_len = e.vlen;
+        st = copy_out(out, &inl, err);
+    }
+    if (h) kv_vlog_release(db, h);
     return st;
 }
 

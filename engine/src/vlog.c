@@ -201,6 +201,18 @@ static kv_status get_handle(kv_db *db, uint32_t fid, uint64_t need, kv_vhandle *
     return st;
 }
 
+/* *pin if it already covers [0, need) of fid, else a fresh handle in its
+ * place (the old one released).  Readers walking many entries of one file
+ * keep their handle instead of taking the cache's mutex per entry. */
+static kv_status repin(kv_db *db, uint32_t fid, uint64_t need, kv_vhandle **pin, kv_err *err)
+{
+    kv_vhandle *h = *pin;
+    if (h && h->fid == fid && need <= h->known_size && need <= h->map_len) return KV_OK;
+    *pin = NULL;
+    if (h) kv_vlog_release(db, h);
+    return get_handle(db, fid, need, pin, err);
+}
+
 kv_status kv_vlog_read(kv_db *db, const kv_vptr *p, int verify, kv_vlog_entry *e,
                        kv_vhandle **pin, kv_err *err)
 {
@@ -211,19 +223,18 @@ kv_status kv_vlog_read(kv_db *db, const kv_vptr *p, int verify, kv_vlog_entry *e
         return kv_seterr(err, KV_CORRUPTION, 0,
                          "malformed value pointer (file %u, offset %llu, length %u)", p->fid,
                          (unsigned long long)p->offset, p->len);
-    st = get_handle(db, p->fid, p->offset + p->len, &h, err);
+    st = repin(db, p->fid, p->offset + p->len, pin, err);
     if (st != KV_OK) return st;
+    h = *pin;
     if (kv_vlog_entry_decode(h->map + p->offset, p->len,
                              verify || db->opt->verify_value_checksum, e) != 0) {
         char path[KV_PATH_MAX + 32];
         vpath(db, path, sizeof path, p->fid);
-        kv_vlog_release(db, h);
         return kv_seterr(err, KV_CORRUPTION, 0,
                          "value log \"%s\": bad entry at offset %llu (length %u)", path,
                          (unsigned long long)p->offset, p->len);
     }
     atomic_fetch_add_explicit(&db->sh->vlog.value_reads, 1, memory_order_relaxed);
-    *pin = h;
     return KV_OK;
 }
 
@@ -241,6 +252,22 @@ int kv_vlog_prefetch(kv_db *db, const kv_vptr *p, int check_only)
     }
     kv_vlog_release(db, h);
     return resident;
+}
+
+/* Pulls the entry behind p into the CPU caches (the value is resident;
+ * a key-ordered scan reads entries in no order of their own, so the
+ * hardware prefetcher cannot guess the next one).  The whole entry, up to
+ * PREFETCH_CACHE_MAX bytes: the hardware streams the rest of a longer one.
+ * With 1 KiB values, prefetching only the first 128-512 bytes was 15-30%
+ * slower than the whole entry. */
+#define PREFETCH_CACHE_MAX 4096
+void kv_vlog_prefetch_cache(kv_db *db, const kv_vptr *p, kv_vhandle **pin)
+{
+    kv_err err;
+    uint64_t len = p->len < PREFETCH_CACHE_MAX ? p->len : PREFETCH_CACHE_MAX;
+    if (p->len < KV_FRAME_HDR || p->offset > UINT64_MAX / 2 - p->len) return;
+    if (repin(db, p->fid, p->offset + p->len, pin, &err) != KV_OK) return;
+    for (uint64_t o = 0; o < len; o += 64) __builtin_prefetch((*pin)->map + p->offset + o, 0, 3);
 }
 
 /* ---- the head (leader) ---- */

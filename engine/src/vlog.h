@@ -130,7 +130,10 @@ kv_status kv_vlog_sync(struct kv_db *db, kv_err *err);
 
 /* Resolves a pointer: maps the file if needed, checks bounds and the
  * frame (the whole checksum when VerifyValueChecksum or verify), decodes
- * the entry.  *pin must be released with kv_vlog_release.  KV_CORRUPTION
+ * the entry.  *pin is NULL or a handle from an earlier read, kept when it
+ * maps the entry (released and replaced otherwise), so a reader of many
+ * entries takes no lock per entry; afterwards, also after an error, it is
+ * NULL or a handle the caller releases with kv_vlog_release.  KV_CORRUPTION
  * with detail for a pointer to a missing file or beyond its end. */
 kv_status kv_vlog_read(struct kv_db *db, const kv_vptr *p, int verify, kv_vlog_entry *e,
                        kv_vhandle **pin, kv_err *err);
@@ -145,6 +148,8 @@ kv_status kv_vlog_map(struct kv_db *db, uint32_t fid, uint64_t need, kv_vhandle 
  * a read was started, -1 if the pointer could not be resolved.  With
  * check_only, only answers whether it is in memory. */
 int kv_vlog_prefetch(struct kv_db *db, const kv_vptr *p, int check_only);
+/* Pulls a resident entry into the CPU caches.  *pin as for kv_vlog_read. */
+void kv_vlog_prefetch_cache(struct kv_db *db, const kv_vptr *p, kv_vhandle **pin);
 
 /* ---- discard statistics and GC (vlog_gc.c) ---- */
 

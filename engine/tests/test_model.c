@@ -147,7 +147,8 @@ static void check_get(kv_db *db, model *m, int i, uint64_t version, char **val, 
     } else {
         ck_assert_msg(st == KV_OK, "key #%d at version %llu: %s (%s)", i,
                       (unsigned long long)version, kv_status_str(st), err.msg);
-        ck_assert_msg(buf->len == vlen[i] && memcmp(buf->data, val[i], vlen[i]) == 0,
+        ck_assert_msg(buf->len == vlen[i] &&
+                          (vlen[i] == 0 || memcmp(buf->data, val[i], vlen[i]) == 0),
                       "key #%d at version %llu: wrong value (%zu bytes, want %zu)", i,
                       (unsigned long long)version, buf->len, vlen[i]);
     }

@@ -144,6 +144,65 @@ START_TEST(test_values_separated)
 }
 END_TEST
 
+/* Iterators with value prefetch, values in key order spread over several
+ * value logs in another order (each step may switch files): every value
+ * read is the right one, forward, reverse and after a seek, whichever way
+ * the prefetch cursor runs (kernel readahead at first, CPU-cache prefetch
+ * once values prove resident, after 64 entries). */
+START_TEST(test_prefetching_iterators)
+{
+    enum { N = 3000, VLEN = 700 };
+    static const int depths[] = {0, 1, 8, 64};
+    char *dir = tu_mkdtemp("vpref");
+    char *want = malloc(VLEN);
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    int nfiles;
+    vopts(&o, dir);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < N; i++) TU_OK(put(db, (int)((i * 1237L) % N), 0, VLEN, 0), NULL);
+    for (int i = 0; i < N; i += 5) TU_OK(put(db, i, 1, VLEN, 0), NULL);
+    vlog_bytes(db, &nfiles);
+    ck_assert_int_ge(nfiles, 3);
+    for (size_t d = 0; d < sizeof depths / sizeof depths[0]; d++) {
+        for (int rev = 0; rev < 2; rev++) {
+            kv_iter_options io;
+            kv_iter *it;
+            int n = 0, key = rev ? N - 1 : 0;
+            memset(&io, 0, sizeof io);
+            io.prefetch_values = depths[d];
+            io.reverse = rev;
+            TU_OK(kv_iter_new(db, &io, &it, &err), &err);
+            if (d == 2) { /* from the middle */
+                char k[32];
+                key = N / 2;
+                snprintf(k, sizeof k, "key-%06d", key);
+                kv_iter_seek(it, k, strlen(k));
+            } else {
+                kv_iter_rewind(it);
+            }
+            for (; kv_iter_valid(it); kv_iter_next(it), n++, key += rev ? -1 : 1) {
+                const void *v;
+                size_t vl;
+                TU_OK(kv_iter_value(it, &v, &vl, &err), &err);
+                value_of(want, VLEN, key, key % 5 == 0);
+                ck_assert_msg(vl == VLEN && memcmp(v, want, VLEN) == 0,
+                              "depth %d reverse %d: wrong value for key %d", depths[d], rev,
+                              key);
+            }
+            TU_OK(kv_iter_status(it, &err), &err);
+            kv_iter_free(it);
+            ck_assert_int_eq(n, d == 2 ? (rev ? N / 2 + 1 : N - N / 2) : N);
+        }
+    }
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+    free(want);
+}
+END_TEST
+
 START_TEST(test_rotation)
 {
     char *dir = tu_mkdtemp("vrot");
@@ -608,6 +667,7 @@ int main(void)
     TCase *tc = tcase_create("vlog");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_values_separated);
+    tcase_add_test(tc, test_prefetching_iterators);
     tcase_add_test(tc, test_rotation);
     tcase_add_test(tc, test_torn_vlog_tail);
     tcase_add_test(tc, test_synced_vlog_damage_is_corruption);
