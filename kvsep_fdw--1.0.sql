@@ -173,3 +173,25 @@ CREATE VIEW kvsep_cache AS
 -- Table key bounds show stored key bytes: not for everyone.
 REVOKE ALL ON FUNCTION kvsep_tables_info() FROM PUBLIC;
 REVOKE ALL ON kvsep_tables FROM PUBLIC;
+
+-- A table's entries as the engine stores them, and its decoders applied to
+-- given bytes (for inspecting what is on disk).  Stored bytes are not for
+-- everyone.
+CREATE FUNCTION kvsep_raw_entries(tbl regclass, OUT key bytea, OUT value bytea)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'kvsep_raw_entries'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION kvsep_decode_key(tbl regclass, key bytea)
+RETURNS text
+AS 'MODULE_PATHNAME', 'kvsep_sql_decode_key'
+LANGUAGE C STRICT STABLE;
+
+CREATE FUNCTION kvsep_decode_row(tbl regclass, value bytea)
+RETURNS int
+AS 'MODULE_PATHNAME', 'kvsep_sql_decode_row'
+LANGUAGE C STRICT STABLE;
+
+REVOKE ALL ON FUNCTION kvsep_raw_entries(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION kvsep_decode_key(regclass, bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION kvsep_decode_row(regclass, bytea) FROM PUBLIC;

@@ -502,30 +502,18 @@ acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows, double *
 	ReservoirStateData rs;
 	double		seen = 0;
 	int			n = 0;
-	kv_iter_options io;
 	kv_iter    *it;
 	kv_err		err;
 	kv_status	st;
-	uint8		hi[KVSEP_PREFIX_MAX];
 	MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "kvsep_fdw analyze",
 											  ALLOCSET_DEFAULT_SIZES);
 
 	*totaldeadrows = 0;
 	*totalrows = 0;
-	if (!t->has_prefix)
+	it = kvsep_table_iter_all(t, "sampling the table");
+	if (!it)
 		return 0;
-	memcpy(hi, t->prefix, t->prefix_len);
-	memset(&io, 0, sizeof io);
-	io.lower = t->prefix;
-	io.lower_len = t->prefix_len;
-	io.upper = hi;
-	io.upper_len = kvsep_prefix_successor(hi, t->prefix_len);
-	io.fill_cache = 0;
 	memset(&err, 0, sizeof err);
-	st = kv_txn_iter_new(kvsep_txn(), &io, &it, &err);
-	if (st != KV_OK)
-		kvsep_raise(st, &err, "sampling the table");
-	kvsep_iter_opened(it);
 	reservoir_init_selection_state(&rs, targrows);
 	for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it))
 	{

@@ -33,6 +33,7 @@
 #include "catalog/pg_collation_d.h"
 #include "catalog/pg_type_d.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/fmgrprotos.h"
@@ -57,12 +58,14 @@
 #define NUM_NAN			0x06
 
 /*
- * Bounds on a decoded numeric exponent, well beyond what numeric can hold
- * (131072 digits before the point, 16383 after); they only keep corrupt
- * input from asking for a huge string.  numeric_in checks the real range.
+ * What numeric can hold: 131072 digits before the point, 16383 after.  A
+ * decoded key beyond that is damaged (numeric_in would fail on it with an
+ * overflow error instead).
  */
-#define NUM_EXP_MAX		(1 << 20)
-#define NUM_EXP_MIN		(-(1 << 20))
+#define NUM_INT_DIGITS_MAX	131072
+#define NUM_FRAC_DIGITS_MAX	16383
+#define NUM_EXP_MAX		NUM_INT_DIGITS_MAX
+#define NUM_EXP_MIN		(-NUM_FRAC_DIGITS_MAX)
 
 /* Text-like escape and terminator. */
 #define ESC_ZERO		0xff
@@ -429,6 +432,8 @@ decode_numeric(const uint8 **p, const uint8 *end)
 	if (ndigits == 0 ||
 		(digits[0] ^ flip) == 1 || (digits[ndigits - 1] ^ flip) == 1)
 		malformed(NUMERICOID, "non-canonical");
+	if ((int64) ndigits - exponent > NUM_FRAC_DIGITS_MAX)
+		malformed(NUMERICOID, "out-of-range");
 	*p = s + 1;
 
 	/* Rebuild the decimal text of 0.d1..dn * 10^exponent. */
@@ -538,6 +543,10 @@ decode_bytes(const uint8 **p, const uint8 *end, Oid typid)
 			start++;			/* the escape after the zero */
 	}
 
+	/* text holds no NUL bytes and is valid in the database encoding */
+	if (typid != BYTEAOID &&
+		(nescapes > 0 || !pg_verifymbstr(VARDATA(result), (int) len, true)))
+		malformed(typid, "invalid characters in");
 	*p = s + 2;
 	return PointerGetDatum(result);
 }
@@ -618,11 +627,22 @@ kvsep_decode_datum(const uint8 **p, const uint8 *end, Oid typid)
 		case INT8OID:
 			return Int64GetDatum((int64) (get_u64(p, end, typid) ^ SIGN64));
 		case TIMESTAMPOID:
-			return TimestampGetDatum((Timestamp) (get_u64(p, end, typid) ^ SIGN64));
 		case TIMESTAMPTZOID:
-			return TimestampTzGetDatum((TimestampTz) (get_u64(p, end, typid) ^ SIGN64));
+			{
+				int64		v = (int64) (get_u64(p, end, typid) ^ SIGN64);
+
+				if (!TIMESTAMP_NOT_FINITE(v) && !IS_VALID_TIMESTAMP(v))
+					malformed(typid, "out-of-range");
+				return Int64GetDatum(v);	/* Timestamp and TimestampTz alike */
+			}
 		case DATEOID:
-			return DateADTGetDatum((DateADT) (get_u32(p, end, typid) ^ SIGN32));
+			{
+				DateADT		v = (DateADT) (get_u32(p, end, typid) ^ SIGN32);
+
+				if (!DATE_NOT_FINITE(v) && !IS_VALID_DATE(v))
+					malformed(typid, "out-of-range");
+				return DateADTGetDatum(v);
+			}
 		case BOOLOID:
 			{
 				uint8		b;

@@ -208,6 +208,7 @@ typedef struct KvsepTable
 /* Describes rel (key columns from the "key" column option, else the first
  * column).  create_prefix: assign a prefix if the table has none. */
 KvsepTable *kvsep_table_open(Relation rel, bool create_prefix);
+kv_iter    *kvsep_table_iter_all(KvsepTable *t, const char *what);
 /* key = prefix ++ encoded key columns of values[]; a NULL key column is a
  * not_null_violation. */
 void		kvsep_table_key(KvsepTable *t, Datum *values, bool *isnull, StringInfo key);

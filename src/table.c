@@ -153,3 +153,35 @@ kvsep_table_decode_key(KvsepTable *t, const uint8 *key, size_t n, Datum *values,
 				 errmsg("kvsep_fdw: a key of table \"%s\" has %d trailing bytes", t->relname,
 						(int) (end - p))));
 }
+
+/*
+ * An iterator over every entry of the table in the current transaction
+ * (registered with it, so an abort frees it), values not kept in the block
+ * cache: whole-table passes (ANALYZE, kvsep_raw_entries).  NULL when the
+ * table has never stored anything.
+ */
+kv_iter *
+kvsep_table_iter_all(KvsepTable *t, const char *what)
+{
+	kv_iter_options io;
+	kv_iter    *it;
+	kv_err		err;
+	kv_status	st;
+	uint8		hi[KVSEP_PREFIX_MAX];
+
+	if (!t->has_prefix)
+		return NULL;
+	memcpy(hi, t->prefix, t->prefix_len);
+	memset(&io, 0, sizeof io);
+	io.lower = t->prefix;
+	io.lower_len = t->prefix_len;
+	io.upper = hi;
+	io.upper_len = kvsep_prefix_successor(hi, t->prefix_len);
+	io.fill_cache = 0;
+	memset(&err, 0, sizeof err);
+	st = kv_txn_iter_new(kvsep_txn(), &io, &it, &err);
+	if (st != KV_OK)
+		kvsep_raise(st, &err, what);
+	kvsep_iter_opened(it);
+	return it;
+}
