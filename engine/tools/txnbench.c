@@ -8,6 +8,10 @@
  *       T threads commit one-key transactions for S seconds: commits/s.
  *       Run with --threads 1 --sync and --threads 8 --sync to see what
  *       group commit buys over one fsync per commit.
+ *   txnbench ratio --dir D [--threads T] [--seconds S] [--rounds R] [--sync]
+ *       the same comparison made robust to a drifting disk: R rounds of
+ *       S seconds with 1 thread then S seconds with T threads on one
+ *       database; each round's ratio and the median.
  *   txnbench big --dir D [--rows N] [--value V]
  *       one transaction of N rows with V-byte values, committed (it spills
  *       and commits by ingesting tables), then counted by a key-only
@@ -113,24 +117,21 @@ static void *group_thread(void *p)
     return NULL;
 }
 
-static int group(const char *dir, int threads, double seconds, int sync)
+/* T threads commit one-key transactions for S seconds on db: commits. */
+static long timed_commits(kv_db *db, int threads, double seconds, int sync, uint64_t key_base,
+                          double *elapsed)
 {
-    kv_db *db = open_db(dir);
     pthread_t th[256];
     gjob jobs[256];
     atomic_int stop = 0;
     long total = 0;
-    kv_stats st;
-    kv_err err;
-    double t0;
-    if (threads < 1 || threads > 256) return 1;
-    t0 = now_s();
+    double t0 = now_s();
     for (int i = 0; i < threads; i++) {
-        jobs[i] = (gjob){db, i, sync, &stop, 0};
+        jobs[i] = (gjob){db, (int)key_base + i, sync, &stop, 0};
         pthread_create(&th[i], NULL, group_thread, &jobs[i]);
     }
     while (now_s() - t0 < seconds) {
-        struct timespec ts = {0, 50 * 1000 * 1000};
+        struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     atomic_store(&stop, 1);
@@ -138,12 +139,49 @@ static int group(const char *dir, int threads, double seconds, int sync)
         pthread_join(th[i], NULL);
         total += jobs[i].commits;
     }
-    t0 = now_s() - t0;
+    *elapsed = now_s() - t0;
+    return total;
+}
+
+static int group(const char *dir, int threads, double seconds, int sync)
+{
+    kv_db *db = open_db(dir);
+    kv_stats st;
+    kv_err err;
+    double t;
+    long total;
+    if (threads < 1 || threads > 256) return 1;
+    total = timed_commits(db, threads, seconds, sync, 0, &t);
     kv_get_stats(db, &st);
     printf("group: %d threads, sync %s: %ld commits in %.2f s = %.0f commits/s, %llu WAL syncs "
            "(%.1f commits per sync)\n",
-           threads, sync ? "on" : "off", total, t0, (double)total / t0,
+           threads, sync ? "on" : "off", total, t, (double)total / t,
            (unsigned long long)st.syncs, st.syncs ? (double)total / (double)st.syncs : 0.0);
+    if (kv_close(db, &err) != KV_OK) die("close", &err);
+    return 0;
+}
+
+/* Alternates 1 committer and T committers, S seconds each, R rounds, on
+ * one database: each round's ratio compares two runs a few seconds apart,
+ * so a disk whose fsync latency drifts over minutes still gives a stable
+ * answer (the median). */
+static int ratio(const char *dir, int threads, double seconds, int rounds, int sync)
+{
+    kv_db *db = open_db(dir);
+    double r[64], t1, tn;
+    kv_err err;
+    if (threads < 1 || threads > 200 || rounds < 1 || rounds > 64) return 1;
+    for (int i = 0; i < rounds; i++) {
+        long c1 = timed_commits(db, 1, seconds, sync, (uint64_t)i * 256, &t1);
+        long cn = timed_commits(db, threads, seconds, sync, (uint64_t)i * 256 + 1, &tn);
+        r[i] = ((double)cn / tn) / ((double)c1 / t1);
+        printf("round %d: 1 thread %.0f commits/s, %d threads %.0f commits/s, ratio %.2f\n", i + 1,
+               (double)c1 / t1, threads, (double)cn / tn, r[i]);
+    }
+    qsort(r, (size_t)rounds, sizeof r[0], cmp_double);
+    printf("ratio: median %.2f, min %.2f, max %.2f over %d rounds (sync %s)\n",
+           rounds % 2 ? r[rounds / 2] : (r[rounds / 2 - 1] + r[rounds / 2]) / 2, r[0],
+           r[rounds - 1], rounds, sync ? "on" : "off");
     if (kv_close(db, &err) != KV_OK) die("close", &err);
     return 0;
 }
@@ -194,6 +232,7 @@ int main(int argc, char **argv)
     long n = 200000, rows = 1000000;
     int threads = 8, sync = 0;
     double seconds = 5;
+    int rounds = 10;
     size_t vlen = 100;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -202,6 +241,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--threads") && next) threads = atoi(argv[++i]);
         else if (!strcmp(a, "--seconds") && next) seconds = atof(argv[++i]);
         else if (!strcmp(a, "--rows") && next) rows = atol(argv[++i]);
+        else if (!strcmp(a, "--rounds") && next) rounds = atoi(argv[++i]);
         else if (!strcmp(a, "--value") && next) vlen = (size_t)atol(argv[++i]);
         else if (!strcmp(a, "--sync")) sync = 1;
         else {
@@ -210,11 +250,12 @@ int main(int argc, char **argv)
         }
     }
     if (!dir || n < 10 || rows < 1) {
-        fprintf(stderr, "usage: txnbench latency|group|big --dir DIR [options]\n");
+        fprintf(stderr, "usage: txnbench latency|group|ratio|big --dir DIR [options]\n");
         return 2;
     }
     if (!strcmp(mode, "latency")) return latency(dir, n);
     if (!strcmp(mode, "group")) return group(dir, threads, seconds, sync);
+    if (!strcmp(mode, "ratio")) return ratio(dir, threads, seconds, rounds, sync);
     if (!strcmp(mode, "big")) return big(dir, rows, vlen);
     fprintf(stderr, "txnbench: unknown mode \"%s\"\n", mode);
     return 2;
