@@ -410,7 +410,7 @@ START_TEST(test_large_txn_kill9)
         int gen = 0, status;
         pid_t pid = fork();
         if (pid == 0) big_child(dir);
-        usleep((useconds_t)(200 + tu_randn(&r, 1500)) * 1000);
+        usleep((useconds_t)((200 + tu_randn(&r, 1500)) * 1000 * tu_slowdown()));
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
         TU_OK(kv_open(&o, &db, &err), &err);

@@ -10,10 +10,17 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The last directories made, kept reachable: a forked child that leaves
+ * with _exit() may have dropped its only pointer to the test's directory
+ * name, which valgrind would report as a leak of the child. */
+char *tu_recent_dirs[16]; /* global: the compiler may not drop the stores */
+static unsigned n_recent_dirs;
+
 char *tu_mkdtemp(const char *tag)
 {
     const char *root = getenv("TMPDIR");
     char *p = malloc(4096);
+    tu_recent_dirs[n_recent_dirs++ % 16] = p;
     snprintf(p, 4096, "%s/kvtest-%s-XXXXXX", root && *root ? root : "/tmp", tag);
     if (!mkdtemp(p)) {
         perror("mkdtemp");
@@ -106,6 +113,13 @@ int tu_run(Suite *s)
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? 1 : 0;
+}
+
+long tu_slowdown(void)
+{
+    const char *s = getenv("KV_TEST_SLOWDOWN");
+    if (s && atol(s) > 0) return atol(s);
+    return getenv("KV_VALGRIND") ? 30 : 1;
 }
 
 long tu_scale(long n)

@@ -52,4 +52,9 @@ int tu_run(Suite *s);
  * lower it). */
 long tu_scale(long n);
 
+/* How many times slower than native the tests run: $KV_TEST_SLOWDOWN, or
+ * 30 under valgrind ($KV_VALGRIND, set by "make valgrind"), else 1.  Waits
+ * that must let a child process get somewhere are multiplied by it. */
+long tu_slowdown(void);
+
 #endif
