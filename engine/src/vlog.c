@@ -59,7 +59,8 @@ void kv_vcache_init(kv_vcache *c)
 
 static void handle_close(kv_db *db, kv_vhandle *h)
 {
-    if (h->map) db->env->unmap(h->file, h->map, h->map_len);
+    const uint8_t *map = kv_vhandle_map(h);
+    if (map) db->env->unmap(h->file, map, atomic_load(&h->map_len));
     if (h->file) db->env->close(h->file);
     free(h);
 }
@@ -133,12 +134,15 @@ static kv_status get_handle(kv_db *db, uint32_t fid, uint64_t need, kv_vhandle *
     kv_vhandle *h;
     kv_status st = KV_OK;
     char path[KV_PATH_MAX + 32];
+    const uint8_t *old_map;
+    uint64_t size = 0, old_len;
 
     sweep(db);
     pthread_mutex_lock(&c->mu);
     for (h = c->list; h; h = h->next)
         if (h->fid == fid) break;
-    if (h && h->map && need <= h->known_size && need <= h->map_len) {
+    if (h && kv_vhandle_map(h) && need <= atomic_load(&h->known_size) &&
+        need <= atomic_load(&h->map_len)) {
         atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
         pthread_mutex_unlock(&c->mu);
         *out = h;
@@ -166,34 +170,37 @@ static kv_status get_handle(kv_db *db, uint32_t fid, uint64_t need, kv_vhandle *
         c->list = h;
     }
     /* (re)learn the size; remap when the mapping is too short */
-    st = db->env->size(h->file, &h->known_size, err);
-    if (st == KV_OK && need > h->known_size) {
+    st = db->env->size(h->file, &size, err);
+    if (st == KV_OK) atomic_store_explicit(&h->known_size, size, memory_order_relaxed);
+    if (st == KV_OK && need > size) {
         /* the handle stays cached but is never handed out unmapped */
         pthread_mutex_unlock(&c->mu);
         return kv_seterr(err, KV_CORRUPTION, 0,
                          "value pointer past the end of value log \"%s\" (needs %llu bytes, file "
                          "has %llu)",
-                         path, (unsigned long long)need, (unsigned long long)h->known_size);
+                         path, (unsigned long long)need, (unsigned long long)size);
     }
-    if (st == KV_OK && (!h->map || need > h->map_len)) {
-        uint64_t len = h->known_size + MAP_SLACK;
+    old_map = kv_vhandle_map(h);
+    old_len = atomic_load_explicit(&h->map_len, memory_order_relaxed);
+    if (st == KV_OK && (!old_map || need > old_len)) {
+        uint64_t len = size + MAP_SLACK;
         const uint8_t *m;
         if ((uint64_t)db->opt->value_log_file_size + MAP_SLACK > len)
             len = (uint64_t)db->opt->value_log_file_size + MAP_SLACK;
         st = db->env->map(h->file, len, &m, err);
-        if (st != KV_OK && h->known_size) { /* envs that cannot map past the end */
-            len = h->known_size;
+        if (st != KV_OK && size) { /* envs that cannot map past the end */
+            len = size;
             st = db->env->map(h->file, len, &m, err);
         }
         if (st == KV_OK) {
             /* an old, shorter mapping may still be in use by a local reader:
              * it stays mapped (the address space is cheap) until close */
-            if (h->map && atomic_load(&h->refs) == 1) db->env->unmap(h->file, h->map, h->map_len);
-            h->map = m;
-            h->map_len = len;
+            if (old_map && atomic_load(&h->refs) == 1) db->env->unmap(h->file, old_map, old_len);
+            atomic_store_explicit(&h->map, m, memory_order_release);
+            atomic_store_explicit(&h->map_len, len, memory_order_release);
         }
     }
-    if (st == KV_OK && !h->map)
+    if (st == KV_OK && !kv_vhandle_map(h))
         st = kv_seterr(err, KV_IO, 0, "value log \"%s\" is not mapped", path);
     if (st == KV_OK) atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
     pthread_mutex_unlock(&c->mu);
@@ -207,7 +214,9 @@ static kv_status get_handle(kv_db *db, uint32_t fid, uint64_t need, kv_vhandle *
 static kv_status repin(kv_db *db, uint32_t fid, uint64_t need, kv_vhandle **pin, kv_err *err)
 {
     kv_vhandle *h = *pin;
-    if (h && h->fid == fid && need <= h->known_size && need <= h->map_len) return KV_OK;
+    if (h && h->fid == fid && need <= atomic_load_explicit(&h->map_len, memory_order_acquire) &&
+        need <= atomic_load_explicit(&h->known_size, memory_order_relaxed))
+        return KV_OK;
     *pin = NULL;
     if (h) kv_vlog_release(db, h);
     return get_handle(db, fid, need, pin, err);
@@ -226,7 +235,7 @@ kv_status kv_vlog_read(kv_db *db, const kv_vptr *p, int verify, kv_vlog_entry *e
     st = repin(db, p->fid, p->offset + p->len, pin, err);
     if (st != KV_OK) return st;
     h = *pin;
-    if (kv_vlog_entry_decode(h->map + p->offset, p->len,
+    if (kv_vlog_entry_decode(kv_vhandle_map(h) + p->offset, p->len,
                              verify || db->opt->verify_value_checksum, e) != 0) {
         char path[KV_PATH_MAX + 32];
         vpath(db, path, sizeof path, p->fid);
@@ -245,10 +254,10 @@ int kv_vlog_prefetch(kv_db *db, const kv_vptr *p, int check_only)
     int resident;
     if (p->len < KV_FRAME_HDR || p->offset > UINT64_MAX / 2 - p->len) return -1;
     if (get_handle(db, p->fid, p->offset + p->len, &h, &err) != KV_OK) return -1; /* a hint */
-    resident = db->env->resident(h->map + p->offset);
+    resident = db->env->resident(kv_vhandle_map(h) + p->offset);
     if (!resident && !check_only) {
         uint64_t start = p->offset & ~(uint64_t)4095, end = p->offset + p->len;
-        db->env->advise(h->map + start, end - start, KV_ADVISE_WILLNEED);
+        db->env->advise(kv_vhandle_map(h) + start, end - start, KV_ADVISE_WILLNEED);
     }
     kv_vlog_release(db, h);
     return resident;
@@ -263,11 +272,13 @@ int kv_vlog_prefetch(kv_db *db, const kv_vptr *p, int check_only)
 #define PREFETCH_CACHE_MAX 4096
 void kv_vlog_prefetch_cache(kv_db *db, const kv_vptr *p, kv_vhandle **pin)
 {
+    const uint8_t *map;
     kv_err err;
     uint64_t len = p->len < PREFETCH_CACHE_MAX ? p->len : PREFETCH_CACHE_MAX;
     if (p->len < KV_FRAME_HDR || p->offset > UINT64_MAX / 2 - p->len) return;
     if (repin(db, p->fid, p->offset + p->len, pin, &err) != KV_OK) return;
-    for (uint64_t o = 0; o < len; o += 64) __builtin_prefetch((*pin)->map + p->offset + o, 0, 3);
+    map = kv_vhandle_map(*pin) + p->offset;
+    for (uint64_t o = 0; o < len; o += 64) __builtin_prefetch(map + o, 0, 3);
 }
 
 /* ---- the head (leader) ---- */

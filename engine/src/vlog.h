@@ -63,16 +63,27 @@ typedef struct kv_vlog_shared {
     _Atomic uint64_t value_reads, bytes_appended;
 } kv_vlog_shared;
 
-/* One mapped vlog file in this process. */
+/* One mapped vlog file in this process.  map, map_len and known_size
+ * change under the cache's mutex (a longer mapping when the file grew)
+ * while holders of a reference read them without it: map_len is stored
+ * after map (release) and loaded before it (acquire), so a reader that saw
+ * a length sees a mapping at least that long.  A replaced mapping stays
+ * mapped while referenced (until close). */
 typedef struct kv_vhandle {
     uint32_t fid;
     kv_file *file;
-    const uint8_t *map;
-    uint64_t map_len;       /* bytes mapped (may exceed the file) */
-    uint64_t known_size;    /* file size last seen */
-    _Atomic int32_t refs;   /* local users + 1 while cached */
+    const uint8_t *_Atomic map;
+    _Atomic uint64_t map_len;    /* bytes mapped (may exceed the file) */
+    _Atomic uint64_t known_size; /* file size last seen */
+    _Atomic int32_t refs;        /* local users + 1 while cached */
     struct kv_vhandle *next;
 } kv_vhandle;
+
+/* The handle's mapping (valid for the length that was checked before). */
+static inline const uint8_t *kv_vhandle_map(kv_vhandle *h)
+{
+    return atomic_load_explicit(&h->map, memory_order_acquire);
+}
 
 typedef struct kv_vcache {
     pthread_mutex_t mu;

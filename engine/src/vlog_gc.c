@@ -216,7 +216,7 @@ static kv_status rewrite_file(kv_db *db, uint32_t fid, uint64_t size, uint64_t *
     }
     while (off < size && st == KV_OK) {
         size_t len = 0;
-        kv_frame_result r = kv_frame_next(h->map, size, off, &len);
+        kv_frame_result r = kv_frame_next(kv_vhandle_map(h), size, off, &len);
         kv_vstruct vs;
         uint64_t version;
         uint8_t ptrbuf[KV_VPTR_SIZE];
@@ -227,7 +227,7 @@ static kv_status rewrite_file(kv_db *db, uint32_t fid, uint64_t size, uint64_t *
                        "rest of it is not rewritten", fid, (unsigned long long)off);
             break;
         }
-        if (kv_vlog_entry_decode(h->map + off, KV_FRAME_HDR + len, 1, &e) != 0) {
+        if (kv_vlog_entry_decode(kv_vhandle_map(h) + off, KV_FRAME_HDR + len, 1, &e) != 0) {
             kv_log(db, KV_LOG_WARNING, "value-log GC: bad entry in file %u at offset %llu", fid,
                    (unsigned long long)off);
             off += KV_FRAME_HDR + len;
