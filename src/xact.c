@@ -133,13 +133,21 @@ executor_start(QueryDesc *qd, int eflags)
 		standard_ExecutorStart(qd, eflags);
 }
 
-void
-kvsep_snap_opened(kv_snapshot *s)
+/* Adds p to a list of engine objects the transaction must free on abort
+ * (kept in TopMemoryContext: they outlive the query that opened them). */
+static void
+remember(List **list, void *p)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-	open_snaps = lappend(open_snaps, s);
+	*list = lappend(*list, p);
 	MemoryContextSwitchTo(old);
+}
+
+void
+kvsep_snap_opened(kv_snapshot *s)
+{
+	remember(&open_snaps, s);
 }
 
 void
@@ -164,10 +172,7 @@ kvsep_track_scan_reads(void)
 void
 kvsep_iter_opened(kv_iter *it)
 {
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-	open_iters = lappend(open_iters, it);
-	MemoryContextSwitchTo(old);
+	remember(&open_iters, it);
 }
 
 void
