@@ -17,6 +17,7 @@ OBJS = \
 	src/fdw_scan.o \
 	src/guc.o \
 	src/key_codec.o \
+	src/out_of_line.o \
 	src/raw_access.o \
 	src/row_codec.o \
 	src/shmem.o \

@@ -182,6 +182,11 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'kvsep_raw_entries'
 LANGUAGE C STRICT VOLATILE;
 
+CREATE FUNCTION kvsep_raw_out_of_line(tbl regclass, OUT key bytea, OUT value bytea)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'kvsep_raw_out_of_line'
+LANGUAGE C STRICT VOLATILE;
+
 CREATE FUNCTION kvsep_decode_key(tbl regclass, key bytea)
 RETURNS text
 AS 'MODULE_PATHNAME', 'kvsep_sql_decode_key'
@@ -193,5 +198,6 @@ AS 'MODULE_PATHNAME', 'kvsep_sql_decode_row'
 LANGUAGE C STRICT STABLE;
 
 REVOKE ALL ON FUNCTION kvsep_raw_entries(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION kvsep_raw_out_of_line(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION kvsep_decode_key(regclass, bytea) FROM PUBLIC;
 REVOKE ALL ON FUNCTION kvsep_decode_row(regclass, bytea) FROM PUBLIC;

@@ -38,6 +38,10 @@ ALTER FOREIGN TABLE dec DROP COLUMN gone;
 ALTER FOREIGN TABLE dec ADD COLUMN f int8;
 INSERT INTO dec VALUES (5, 5, 5, true, 5, 5, 5e-50, 'five', 'five', '\x05', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a15',
    '2005-05-05', '2005-05-05', '2005-05-05 05:05:05+00', 5, 'five', '\x05', 5, 5, 5);
+-- a row with values stored out of line (row format 2)
+INSERT INTO dec VALUES (6, 6, 6, true, 6, 6, 6, 'six', 'six', '\x06', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a16',
+   '2006-06-06', '2006-06-06', '2006-06-06 06:06:06+00', 6, repeat('six ', 1000), decode(repeat('06', 3000), 'hex'), 6, 6, 6);
+SELECT count(*) AS out_of_line_rows FROM kvsep_raw_out_of_line('dec');
 -- every stored entry decodes back to its row's key, and its value holds
 -- the row's non-null columns
 SELECT kvsep_decode_key('dec', key) AS key, kvsep_decode_row('dec', value) AS columns

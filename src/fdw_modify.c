@@ -10,7 +10,8 @@
  * detection, so two transactions that update the same row, or insert the
  * same new key, cannot both commit (the second gets SQLSTATE 40001).
  * Writes go to the transaction's pending writes (xact.c) and become
- * visible together at commit.
+ * visible together at commit.  A row with values stored out of line has a
+ * companion entry (out_of_line.c), written and deleted with the row.
  */
 #include "postgres.h"
 
@@ -36,7 +37,10 @@ typedef struct ModifyState
 	AttrNumber *junk;			/* [nkeys]: old key columns in the plan's output */
 	MemoryContext tmp;			/* per row */
 	StringInfoData key, old_key, row;
+	StringInfoData companion;	/* the row's out-of-line values */
+	StringInfoData ckey;		/* a companion's key */
 	kv_buf		val;
+	KvsepOolReader *ool;		/* DELETE RETURNING's reads */
 	bool		token_noted;	/* the table's range token noted as written */
 } ModifyState;
 
@@ -88,6 +92,8 @@ begin_state(ResultRelInfo *rinfo, EState *estate, bool do_nothing)
 	initStringInfo(&s->key);
 	initStringInfo(&s->old_key);
 	initStringInfo(&s->row);
+	initStringInfo(&s->companion);
+	initStringInfo(&s->ckey);
 	return s;
 }
 
@@ -205,6 +211,38 @@ del(kv_txn *txn, StringInfo key)
 	kvsep_txn_wrote();
 }
 
+/* Writes the row encoded in s->row (and s->companion) under key. */
+static void
+put_row(ModifyState *s, kv_txn *txn, StringInfo key, const char *what)
+{
+	put(txn, key, &s->row, what);
+	if (s->companion.len > 0)
+	{
+		kvsep_ool_key(key->data, key->len, &s->ckey);
+		put(txn, &s->ckey, &s->companion, what);
+	}
+}
+
+/* The row under key is gone or has no out-of-line values any more: its
+ * companion, if it has one, goes too. */
+static void
+drop_companion(ModifyState *s, kv_txn *txn, StringInfo key)
+{
+	kv_err		err;
+	kv_status	st;
+
+	if (!s->t->has_ool)
+		return;
+	kvsep_ool_key(key->data, key->len, &s->ckey);
+	memset(&err, 0, sizeof err);
+	st = kv_txn_get(txn, s->ckey.data, s->ckey.len, NULL, NULL, &err);
+	if (st == KV_NOT_FOUND)
+		return;
+	if (st != KV_OK)
+		kvsep_raise(st, &err, "deleting a row");
+	del(txn, &s->ckey);
+}
+
 static TupleTableSlot *
 insert_one(ModifyState *s, TupleTableSlot *slot)
 {
@@ -225,9 +263,10 @@ insert_one(ModifyState *s, TupleTableSlot *slot)
 	}
 	else
 	{
-		kvsep_encode_row(s->t, desc, slot->tts_values, slot->tts_isnull, &s->row);
+		kvsep_encode_row(s->t, desc, slot->tts_values, slot->tts_isnull, &s->row,
+						 &s->companion);
 		note_table_written(s, txn);
-		put(txn, &s->key, &s->row, "inserting a row");
+		put_row(s, txn, &s->key, "inserting a row");
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(s->tmp);
@@ -293,6 +332,7 @@ kvsepExecForeignUpdate(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slo
 	TupleDesc	desc = RelationGetDescr(s->rel);
 	MemoryContext old = MemoryContextSwitchTo(s->tmp);
 	kv_err		err;
+	bool		moved;
 
 	slot_getallattrs(slot);
 	old_key(s, planSlot, &s->old_key);
@@ -303,16 +343,23 @@ kvsepExecForeignUpdate(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slo
 	memset(&err, 0, sizeof err);
 	if (kv_txn_note_read(txn, s->old_key.data, s->old_key.len, &err) != KV_OK)
 		kvsep_raise(err.code, &err, "updating a row");
-	if (s->key.len != s->old_key.len || memcmp(s->key.data, s->old_key.data, s->key.len) != 0)
+	moved = s->key.len != s->old_key.len ||
+		memcmp(s->key.data, s->old_key.data, s->key.len) != 0;
+	if (moved && key_exists(txn, &s->key))
+		duplicate(s, slot);
+	/* (encoded before anything is written: out-of-line values of the old
+	 * row may be read now) */
+	kvsep_encode_row(s->t, desc, slot->tts_values, slot->tts_isnull, &s->row, &s->companion);
+	note_table_written(s, txn);
+	if (moved)
 	{
 		/* the key changed: the row moves */
-		if (key_exists(txn, &s->key))
-			duplicate(s, slot);
 		del(txn, &s->old_key);
+		drop_companion(s, txn, &s->old_key);
 	}
-	kvsep_encode_row(s->t, desc, slot->tts_values, slot->tts_isnull, &s->row);
-	note_table_written(s, txn);
-	put(txn, &s->key, &s->row, "updating a row");
+	else if (s->companion.len == 0)
+		drop_companion(s, txn, &s->key);
+	put_row(s, txn, &s->key, "updating a row");
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(s->tmp);
 	return slot;
@@ -351,13 +398,19 @@ kvsepExecForeignDelete(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slo
 			slot->tts_isnull[i] = true;
 		kvsep_table_decode_key(s->t, (const uint8 *) s->old_key.data, s->old_key.len,
 							   slot->tts_values, slot->tts_isnull);
+		if (!s->ool)
+			s->ool = kvsep_ool_reader(s->t, txn, NULL);
 		kvsep_decode_row(s->t, desc, (const uint8 *) s->val.data, s->val.len,
-						 slot->tts_values, slot->tts_isnull);
+						 slot->tts_values, slot->tts_isnull, s->ool,
+						 (const uint8 *) s->old_key.data, s->old_key.len);
 		ExecStoreVirtualTuple(slot);
+		/* the row's out-of-line values are read before they are deleted */
+		ExecMaterializeSlot(slot);
 		old = MemoryContextSwitchTo(s->tmp);
 	}
 	note_table_written(s, txn);
 	del(txn, &s->old_key);
+	drop_companion(s, txn, &s->old_key);
 	MemoryContextSwitchTo(old);
 	return slot;
 }
@@ -369,6 +422,8 @@ kvsepEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 
 	if (s && s->val.data)
 		kv_buf_free(&s->val);
+	if (s)
+		kvsep_ool_reader_free(s->ool);
 }
 
 /* COPY FROM and rows routed into a kvsep partition. */

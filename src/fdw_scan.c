@@ -52,6 +52,7 @@ typedef struct KvScan
 	kv_iter    *it;
 	kv_txn_point point;			/* what the scan reads */
 	kv_snapshot *snap;			/* keeps point.version readable */
+	KvsepOolReader *ool;		/* reads out-of-line values at the read point */
 	MemoryContext row_cxt;		/* decoded values of the current row */
 	uint64		keys_read, vlog_reads, gets;
 	kv_buf		val;
@@ -94,6 +95,7 @@ kvsepBeginForeignScan(ForeignScanState *node, int eflags)
 		if (st != KV_OK)
 			kvsep_raise(st, &err, "starting a scan");
 		kvsep_snap_opened(s->snap);
+		s->ool = kvsep_ool_reader(s->t, txn, &s->point);
 		if (kvsep_track_scan_reads() && s->access != KVSEP_ACCESS_POINT && s->t->has_prefix)
 		{
 			st = kv_txn_note_read(txn, s->t->prefix, s->t->prefix_len, &err);
@@ -307,7 +309,8 @@ store_row(ForeignScanState *node, KvScan *s, const uint8 *key, size_t klen, cons
 		slot->tts_isnull[i] = true;
 	kvsep_table_decode_key(s->t, key, klen, slot->tts_values, slot->tts_isnull);
 	if (have_val)
-		kvsep_decode_row(s->t, desc, val, vlen, slot->tts_values, slot->tts_isnull);
+		kvsep_decode_row(s->t, desc, val, vlen, slot->tts_values, slot->tts_isnull, s->ool, key,
+						 klen);
 	MemoryContextSwitchTo(old);
 	ExecStoreVirtualTuple(slot);
 }
@@ -414,6 +417,7 @@ kvsepEndForeignScan(ForeignScanState *node)
 	s->snap = NULL;
 	if (s->val.data)
 		kv_buf_free(&s->val);
+	kvsep_ool_reader_free(s->ool);
 }
 
 /* ---- EXPLAIN ---- */
@@ -486,6 +490,9 @@ kvsepExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		}
 		ExplainPropertyInteger("Kvsep Keys Read", NULL, (int64) k, es);
 		ExplainPropertyInteger("Kvsep Value Log Reads", NULL, (int64) v, es);
+		if (t->has_ool && !s->key_only)
+			ExplainPropertyInteger("Kvsep Out-of-line Reads", NULL,
+								   (int64) (s->ool ? s->ool->fetches : 0), es);
 	}
 }
 
@@ -503,6 +510,7 @@ acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows, double *
 	double		seen = 0;
 	int			n = 0;
 	kv_iter    *it;
+	KvsepOolReader *ool;
 	kv_err		err;
 	kv_status	st;
 	MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "kvsep_fdw analyze",
@@ -513,6 +521,7 @@ acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows, double *
 	it = kvsep_table_iter_all(t, "sampling the table");
 	if (!it)
 		return 0;
+	ool = kvsep_ool_reader(t, kvsep_txn(), NULL);
 	memset(&err, 0, sizeof err);
 	reservoir_init_selection_state(&rs, targrows);
 	for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it))
@@ -546,8 +555,9 @@ acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows, double *
 			for (int i = 0; i < desc->natts; i++)
 				isnull[i] = true;
 			kvsep_table_decode_key(t, k, kn, values, isnull);
-			kvsep_decode_row(t, desc, v, vn, values, isnull);
+			kvsep_decode_row(t, desc, v, vn, values, isnull, ool, k, kn);
 			MemoryContextSwitchTo(old);
+			/* (reads the row's out-of-line values) */
 			rows[slot] = heap_form_tuple(desc, values, isnull);
 			MemoryContextReset(tmp);
 		}
@@ -558,6 +568,7 @@ acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows, double *
 	if (st != KV_OK)
 		kvsep_raise(st, &err, "sampling the table");
 	MemoryContextDelete(tmp);
+	kvsep_ool_reader_free(ool);
 	*totalrows = seen;
 	ereport(elevel,
 			(errmsg("\"%s\": sampled %d of %.0f rows", RelationGetRelationName(rel), n, seen)));

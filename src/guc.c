@@ -10,6 +10,7 @@
 
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "kvsep_fdw.h"
 
@@ -27,6 +28,7 @@ bool		kvsep_auto_vlog_gc = true;
 double		kvsep_vlog_gc_ratio = 0.5;
 int			kvsep_attach_timeout_ms = 30000;
 int			kvsep_batch_size = 100;
+int			kvsep_out_of_line_size = 2048;
 
 static const struct config_enum_entry compression_options[] = {
 	{"none", KV_COMPRESS_NONE, false},
@@ -97,6 +99,13 @@ kvsep_define_gucs(void)
 							"Rows per batch of a multi-row INSERT into a kvsep table.",
 							NULL, &kvsep_batch_size, 100, 1, 10000, PGC_USERSET, 0,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("kvsep.out_of_line_size",
+							"Column values of at least this size are stored out of line.",
+							"A written value of a non-key variable-length column (not an "
+							"array or composite) this large is kept apart from its row and "
+							"read only when it is used; 0 keeps every value in its row.",
+							&kvsep_out_of_line_size, 2048, 0, MaxAllocSize, PGC_USERSET,
+							GUC_UNIT_BYTE, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("kvsep");
 }
 

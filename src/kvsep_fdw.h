@@ -34,6 +34,7 @@ extern bool kvsep_auto_vlog_gc;
 extern double kvsep_vlog_gc_ratio;
 extern int kvsep_attach_timeout_ms;
 extern int kvsep_batch_size;
+extern int kvsep_out_of_line_size;
 
 void kvsep_define_gucs(void);
 /* The engine options from the GUCs (dir resolved under DataDir). */
@@ -199,6 +200,8 @@ typedef struct KvsepTable
 	KvsepKeyCol *keys;
 	bool	   *is_key;			/* [natts], by attnum - 1 */
 	bool	   *in_row;			/* [natts]: stored in the row value */
+	bool	   *may_ool;		/* [natts]: may be stored out of line */
+	bool		has_ool;		/* some column may */
 	bool		ordered;		/* every key column ordered: ranges, ORDER BY */
 	bool		has_prefix;
 	uint8		prefix[KVSEP_PREFIX_MAX];
@@ -209,6 +212,8 @@ typedef struct KvsepTable
  * column).  create_prefix: assign a prefix if the table has none. */
 KvsepTable *kvsep_table_open(Relation rel, bool create_prefix);
 kv_iter    *kvsep_table_iter_all(KvsepTable *t, const char *what);
+/* The same over the table's companions (out-of-line values). */
+kv_iter    *kvsep_table_iter_ool(KvsepTable *t, const char *what);
 /* key = prefix ++ encoded key columns of values[]; a NULL key column is a
  * not_null_violation. */
 void		kvsep_table_key(KvsepTable *t, Datum *values, bool *isnull, StringInfo key);
@@ -216,16 +221,54 @@ void		kvsep_table_key(KvsepTable *t, Datum *values, bool *isnull, StringInfo key
 void		kvsep_table_decode_key(KvsepTable *t, const uint8 *key, size_t n, Datum *values,
 								   bool *isnull);
 
+/* ---- out_of_line.c: large column values in the row's companion entry ---- */
+
+/* Reads companions for the datums of decoded rows: at a scan's read point,
+ * or (point NULL) at the transaction's current view. */
+typedef struct KvsepOolReader
+{
+	KvsepTable *t;
+	kv_txn	   *txn;
+	kv_txn_point point;
+	bool		at_point;
+	kv_buf		buf;			/* the companion read last */
+	StringInfoData cached_key;	/* its key */
+	bool		have_cached;
+	uint64		fetches;		/* companions read */
+} KvsepOolReader;
+
+KvsepOolReader *kvsep_ool_reader(KvsepTable *t, kv_txn *txn, const kv_txn_point *point);
+void		kvsep_ool_reader_free(KvsepOolReader *r);
+/* The companion key of a row key (out reset first). */
+void		kvsep_ool_key(const char *key, int klen, StringInfo out);
+/* The prefix of a table's companions (same length as its prefix). */
+int			kvsep_ool_prefix(const uint8 *prefix, int len, uint8 *out);
+/* Starts a companion value (its format byte); values are appended. */
+void		kvsep_ool_start(StringInfo companion);
+/* For the decoder: the out-of-line values of the row with this key, read
+ * through reader (NULL: their sizes are known, reading them is an error),
+ * and each value in turn, in attnum order. */
+void	   *kvsep_ool_row(KvsepOolReader *reader, const uint8 *key, size_t klen);
+Datum		kvsep_ool_datum(void *row, uint32 len);
+/* A value of a dropped column: its bytes are passed over. */
+void		kvsep_ool_skip(void *row, uint32 len);
+/* Whether values of a type may be stored out of line. */
+bool		kvsep_ool_type_allowed(Oid typid);
+
 /* ---- row_codec.c: the row format ---- */
 
-/* Appends the row image of the columns stored in the row (t->in_row). */
+/* Appends the row image of the columns stored in the row (t->in_row).
+ * Values of out-of-line-capable columns of at least kvsep.out_of_line_size
+ * bytes go to companion instead (reset first; left empty if none). */
 void		kvsep_encode_row(KvsepTable *t, TupleDesc desc, Datum *values, bool *isnull,
-							 StringInfo out);
+							 StringInfo out, StringInfo companion);
 /* Decodes a row image into values/isnull for the columns in_row; columns
- * the image does not have (added later) are NULL.  Memory for by-reference
- * values is palloc'd in CurrentMemoryContext. */
+ * the image does not have (added later) are NULL; out-of-line values
+ * become datums read through reader from the companion of key.  Memory
+ * for by-reference values is palloc'd in CurrentMemoryContext. */
 void		kvsep_decode_row(KvsepTable *t, TupleDesc desc, const uint8 *p, size_t n,
-							 Datum *values, bool *isnull);
+							 Datum *values, bool *isnull, KvsepOolReader *reader,
+							 const uint8 *key, size_t klen);
 
 /* ---- fdw_plan.c / fdw_scan.c: the access a scan plan makes ---- */
 

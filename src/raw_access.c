@@ -1,7 +1,7 @@
 /*
  * raw_access.c - a table's entries as the engine stores them, and the
- * decoders applied to given bytes: kvsep_raw_entries(), kvsep_decode_key()
- * and kvsep_decode_row().
+ * decoders applied to given bytes: kvsep_raw_entries(),
+ * kvsep_raw_out_of_line(), kvsep_decode_key() and kvsep_decode_row().
  *
  * For looking at what is on disk when something looks wrong, and for the
  * decoders' randomized test (sql/09_decoders.sql): damaged bytes must end
@@ -22,6 +22,7 @@
 #include "kvsep_fdw.h"
 
 PG_FUNCTION_INFO_V1(kvsep_raw_entries);
+PG_FUNCTION_INFO_V1(kvsep_raw_out_of_line);
 PG_FUNCTION_INFO_V1(kvsep_sql_decode_key);
 PG_FUNCTION_INFO_V1(kvsep_sql_decode_row);
 
@@ -64,48 +65,69 @@ to_bytea(const void *p, size_t n)
 	return b;
 }
 
+/* The (key, value) rows of it, into the function's result. */
+static void
+emit_entries(FunctionCallInfo fcinfo, kv_iter *it)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	kv_err		err;
+	kv_status	st = KV_OK;
+
+	if (!it)
+		return;
+	memset(&err, 0, sizeof err);
+	for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it))
+	{
+		size_t		kn, vn;
+		const void *k = kv_iter_key(it, &kn), *v;
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		CHECK_FOR_INTERRUPTS();
+		st = kv_iter_value(it, &v, &vn, &err);
+		if (st != KV_OK)
+			break;
+		values[0] = PointerGetDatum(to_bytea(k, kn));
+		values[1] = PointerGetDatum(to_bytea(v, vn));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	if (st == KV_OK)
+		st = kv_iter_status(it, &err);
+	kvsep_iter_closed(it);
+	kv_iter_free(it);
+	if (st != KV_OK)
+		kvsep_raise(st, &err, "reading raw entries");
+}
+
+/* The table's rows' entries, or (ool) their companions, as a result set. */
+static Datum
+raw_srf(FunctionCallInfo fcinfo, bool ool)
+{
+	KvsepTable *t;
+	Relation	rel;
+
+	InitMaterializedSRF(fcinfo, 0);
+	rel = open_kvsep_table(PG_GETARG_OID(0), &t);
+	emit_entries(fcinfo, ool ? kvsep_table_iter_ool(t, "reading raw entries")
+				 : kvsep_table_iter_all(t, "reading raw entries"));
+	table_close(rel, AccessShareLock);
+	return (Datum) 0;
+}
+
 /* kvsep_raw_entries(tbl regclass) -> (key bytea, value bytea): every entry of
  * the table at the current snapshot, key with the table's prefix. */
 Datum
 kvsep_raw_entries(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	KvsepTable *t;
-	Relation	rel;
-	kv_iter    *it;
-	kv_err		err;
-	kv_status	st = KV_OK;
+	return raw_srf(fcinfo, false);
+}
 
-	InitMaterializedSRF(fcinfo, 0);
-	rel = open_kvsep_table(PG_GETARG_OID(0), &t);
-	it = kvsep_table_iter_all(t, "reading raw entries");
-	if (it)
-	{
-		memset(&err, 0, sizeof err);
-		for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it))
-		{
-			size_t		kn, vn;
-			const void *k = kv_iter_key(it, &kn), *v;
-			Datum		values[2];
-			bool		nulls[2] = {false, false};
-
-			CHECK_FOR_INTERRUPTS();
-			st = kv_iter_value(it, &v, &vn, &err);
-			if (st != KV_OK)
-				break;
-			values[0] = PointerGetDatum(to_bytea(k, kn));
-			values[1] = PointerGetDatum(to_bytea(v, vn));
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		}
-		if (st == KV_OK)
-			st = kv_iter_status(it, &err);
-		kvsep_iter_closed(it);
-		kv_iter_free(it);
-		if (st != KV_OK)
-			kvsep_raise(st, &err, "reading raw entries");
-	}
-	table_close(rel, AccessShareLock);
-	return (Datum) 0;
+/* kvsep_raw_out_of_line(tbl regclass) -> (key bytea, value bytea): the
+ * companion entries of the table's rows (their out-of-line values). */
+Datum
+kvsep_raw_out_of_line(PG_FUNCTION_ARGS)
+{
+	return raw_srf(fcinfo, true);
 }
 
 /* kvsep_decode_key(tbl regclass, key bytea) -> text: the key columns of a
@@ -150,8 +172,9 @@ kvsep_sql_decode_key(PG_FUNCTION_ARGS)
 
 /* kvsep_decode_row(tbl regclass, value bytea) -> int: checks a stored row
  * value against the table's columns and returns how many columns it holds
- * a value for.  (Values are not passed to output functions: like a heap
- * tuple's, a stored value of the right length is taken as it is.) */
+ * a value for, out-of-line values included (they are not read).  (Values
+ * are not passed to output functions: like a heap tuple's, a stored value
+ * of the right length is taken as it is.) */
 Datum
 kvsep_sql_decode_row(PG_FUNCTION_ARGS)
 {
@@ -164,7 +187,7 @@ kvsep_sql_decode_row(PG_FUNCTION_ARGS)
 	int			n = 0;
 
 	kvsep_decode_row(t, desc, (const uint8 *) VARDATA_ANY(val), VARSIZE_ANY_EXHDR(val), values,
-					 isnull);
+					 isnull, NULL, NULL, 0);
 	for (int i = 0; i < desc->natts; i++)
 		if (!isnull[i] && !t->is_key[i])
 			n++;

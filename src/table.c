@@ -45,6 +45,7 @@ kvsep_table_open(Relation rel, bool create_prefix)
 	t->keys = palloc0(sizeof(KvsepKeyCol) * Max(desc->natts, 1));
 	t->is_key = palloc0(sizeof(bool) * Max(desc->natts, 1));
 	t->in_row = palloc0(sizeof(bool) * Max(desc->natts, 1));
+	t->may_ool = palloc0(sizeof(bool) * Max(desc->natts, 1));
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute a = TupleDescAttr(desc, i);
@@ -79,6 +80,9 @@ kvsep_table_open(Relation rel, bool create_prefix)
 		if (!t->is_key[i])
 		{
 			t->in_row[i] = true;
+			t->may_ool[i] = kvsep_ool_type_allowed(a->atttypid);
+			if (t->may_ool[i])
+				t->has_ool = true;
 			continue;
 		}
 		if (!kvsep_key_type_supported(a->atttypid))
@@ -154,6 +158,30 @@ kvsep_table_decode_key(KvsepTable *t, const uint8 *key, size_t n, Datum *values,
 						(int) (end - p))));
 }
 
+static kv_iter *
+iter_prefix(const uint8 *prefix, int len, const char *what)
+{
+	kv_iter_options io;
+	kv_iter    *it;
+	kv_err		err;
+	kv_status	st;
+	uint8		hi[KVSEP_PREFIX_MAX];
+
+	memcpy(hi, prefix, len);
+	memset(&io, 0, sizeof io);
+	io.lower = prefix;
+	io.lower_len = len;
+	io.upper = hi;
+	io.upper_len = kvsep_prefix_successor(hi, len);
+	io.fill_cache = 0;
+	memset(&err, 0, sizeof err);
+	st = kv_txn_iter_new(kvsep_txn(), &io, &it, &err);
+	if (st != KV_OK)
+		kvsep_raise(st, &err, what);
+	kvsep_iter_opened(it);
+	return it;
+}
+
 /*
  * An iterator over every entry of the table in the current transaction
  * (registered with it, so an abort frees it), values not kept in the block
@@ -163,25 +191,15 @@ kvsep_table_decode_key(KvsepTable *t, const uint8 *key, size_t n, Datum *values,
 kv_iter *
 kvsep_table_iter_all(KvsepTable *t, const char *what)
 {
-	kv_iter_options io;
-	kv_iter    *it;
-	kv_err		err;
-	kv_status	st;
-	uint8		hi[KVSEP_PREFIX_MAX];
+	return t->has_prefix ? iter_prefix(t->prefix, t->prefix_len, what) : NULL;
+}
+
+kv_iter *
+kvsep_table_iter_ool(KvsepTable *t, const char *what)
+{
+	uint8		p[KVSEP_PREFIX_MAX];
 
 	if (!t->has_prefix)
 		return NULL;
-	memcpy(hi, t->prefix, t->prefix_len);
-	memset(&io, 0, sizeof io);
-	io.lower = t->prefix;
-	io.lower_len = t->prefix_len;
-	io.upper = hi;
-	io.upper_len = kvsep_prefix_successor(hi, t->prefix_len);
-	io.fill_cache = 0;
-	memset(&err, 0, sizeof err);
-	st = kv_txn_iter_new(kvsep_txn(), &io, &it, &err);
-	if (st != KV_OK)
-		kvsep_raise(st, &err, what);
-	kvsep_iter_opened(it);
-	return it;
+	return iter_prefix(p, kvsep_ool_prefix(t->prefix, t->prefix_len, p), what);
 }

@@ -239,9 +239,13 @@ run_pending_drops(void)
 		PendingDrop *d = lfirst(lc);
 		kv_err		err;
 		kv_status	st;
+		uint8		ool[KVSEP_PREFIX_MAX];
 
+		/* the table's rows, then their out-of-line values */
 		memset(&err, 0, sizeof err);
 		st = kv_drop_prefix(kvsep_db(), d->prefix, d->len, &err);
+		if (st == KV_OK)
+			st = kv_drop_prefix(kvsep_db(), ool, kvsep_ool_prefix(d->prefix, d->len, ool), &err);
 		if (st != KV_OK)
 			ereport(WARNING,
 					(errmsg("kvsep_fdw: could not release the data of a truncated or dropped table"),

@@ -151,7 +151,9 @@ END_TEST
  * once values prove resident, after 64 entries). */
 START_TEST(test_prefetching_iterators)
 {
-    enum { N = 3000, VLEN = 700 };
+    /* runs of 200 keys alternate between values in the log and inline
+     * ones (the cursor rests in the inline runs and restarts after) */
+    enum { N = 3000, VLEN = 1400, SMALL = 20 };
     static const int depths[] = {0, 1, 8, 64};
     char *dir = tu_mkdtemp("vpref");
     char *want = malloc(VLEN);
@@ -161,8 +163,12 @@ START_TEST(test_prefetching_iterators)
     int nfiles;
     vopts(&o, dir);
     TU_OK(kv_open(&o, &db, &err), &err);
-    for (int i = 0; i < N; i++) TU_OK(put(db, (int)((i * 1237L) % N), 0, VLEN, 0), NULL);
-    for (int i = 0; i < N; i += 5) TU_OK(put(db, i, 1, VLEN, 0), NULL);
+#define LEN_OF(k) ((k) / 200 % 2 ? SMALL : VLEN)
+    for (int i = 0; i < N; i++) {
+        int k = (int)((i * 1237L) % N);
+        TU_OK(put(db, k, 0, LEN_OF(k), 0), NULL);
+    }
+    for (int i = 0; i < N; i += 5) TU_OK(put(db, i, 1, LEN_OF(i), 0), NULL);
     vlog_bytes(db, &nfiles);
     ck_assert_int_ge(nfiles, 3);
     for (size_t d = 0; d < sizeof depths / sizeof depths[0]; d++) {
@@ -186,8 +192,8 @@ START_TEST(test_prefetching_iterators)
                 const void *v;
                 size_t vl;
                 TU_OK(kv_iter_value(it, &v, &vl, &err), &err);
-                value_of(want, VLEN, key, key % 5 == 0);
-                ck_assert_msg(vl == VLEN && memcmp(v, want, VLEN) == 0,
+                value_of(want, LEN_OF(key), key, key % 5 == 0);
+                ck_assert_msg(vl == (size_t)LEN_OF(key) && memcmp(v, want, vl) == 0,
                               "depth %d reverse %d: wrong value for key %d", depths[d], rev,
                               key);
             }
@@ -200,6 +206,7 @@ START_TEST(test_prefetching_iterators)
     tu_rmdir(dir);
     free(dir);
     free(want);
+#undef LEN_OF
 }
 END_TEST
 

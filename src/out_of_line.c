@@ -1,0 +1,220 @@
+/*
+ * out_of_line.c - column values stored out of line, and the datums that
+ * read them only when they are used.
+ *
+ * A non-key variable-length value of at least kvsep.out_of_line_size
+ * bytes is not kept in the row value (row_codec.c writes only its length
+ * there) but in the row's companion entry: key = the row's key with the
+ * first prefix byte's high bit set (table prefixes start with a length
+ * byte 1..8, so companions of all tables sort after every row), value =
+ *
+ *   u8 format (1) | the row's out-of-line values, in attnum order
+ *
+ * The row value stays small and inline in the LSM tree; the companion is
+ * large and goes to the value log.  A scan hands out such a column as a
+ * read-only expanded datum (utils/expandeddatum.h): its size is known
+ * without reading anything, so length(), octet_length() and
+ * pg_column_size() cost nothing, and the bytes are fetched - through the
+ * scan's read point, so from the same version as the row - only when
+ * something flattens or detoasts the datum.  Like any datum of a scanned
+ * row, it is valid until the scan moves to the next row; whoever keeps a
+ * value longer copies it, which flattens it.  Arrays and composites are
+ * never stored out of line: they have expanded forms of their own, and
+ * code that meets an expanded datum of those types takes it for one.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "utils/expandeddatum.h"
+#include "utils/lsyscache.h"
+
+#include "kvsep_fdw.h"
+
+#define COMPANION_FORMAT 1
+
+/* The out-of-line values of one decoded row. */
+typedef struct OolRow
+{
+	KvsepOolReader *reader;		/* NULL: the bytes cannot be read here */
+	char	   *ckey;			/* the companion's key */
+	int			cklen;
+	uint64		total;			/* bytes of all its out-of-line values */
+} OolRow;
+
+/* One out-of-line value: an expanded object that reads itself on demand. */
+typedef struct OolDatum
+{
+	ExpandedObjectHeader hdr;
+	OolRow	   *row;
+	uint64		off;			/* in the companion, after its format byte */
+	uint32		len;
+} OolDatum;
+
+static Size ool_get_flat_size(ExpandedObjectHeader *eoh);
+static void ool_flatten_into(ExpandedObjectHeader *eoh, void *result, Size allocated_size);
+
+static const ExpandedObjectMethods ool_methods = {
+	ool_get_flat_size,
+	ool_flatten_into
+};
+
+void
+kvsep_ool_key(const char *key, int klen, StringInfo out)
+{
+	Assert(klen > 0 && (uint8) key[0] >= 1 && (uint8) key[0] <= 8);
+	resetStringInfo(out);
+	appendBinaryStringInfo(out, key, klen);
+	out->data[0] = (char) ((uint8) out->data[0] | 0x80);
+}
+
+int
+kvsep_ool_prefix(const uint8 *prefix, int len, uint8 *out)
+{
+	memcpy(out, prefix, len);
+	out[0] |= 0x80;
+	return len;
+}
+
+void
+kvsep_ool_start(StringInfo companion)
+{
+	resetStringInfo(companion);
+	appendStringInfoChar(companion, COMPANION_FORMAT);
+}
+
+KvsepOolReader *
+kvsep_ool_reader(KvsepTable *t, kv_txn *txn, const kv_txn_point *point)
+{
+	KvsepOolReader *r = palloc0(sizeof(KvsepOolReader));
+
+	r->t = t;
+	r->txn = txn;
+	if (point)
+	{
+		r->point = *point;
+		r->at_point = true;
+	}
+	initStringInfo(&r->cached_key);
+	return r;
+}
+
+void
+kvsep_ool_reader_free(KvsepOolReader *r)
+{
+	if (r && r->buf.data)
+		kv_buf_free(&r->buf);
+	if (r)
+		r->buf.data = NULL;
+}
+
+static void
+corrupt(KvsepTable *t, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("kvsep_fdw: malformed out-of-line values in table \"%s\": %s",
+					t->relname, what)));
+}
+
+/* The companion of row, read through its reader (the last one read is
+ * kept: a row's values are often used together). */
+static const char *
+companion_bytes(OolRow *row)
+{
+	KvsepOolReader *r = row->reader;
+	kv_err		err;
+	kv_status	st;
+
+	if (!r)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("kvsep_fdw: a value stored out of line cannot be read here")));
+	if (r->have_cached && r->cached_key.len == row->cklen &&
+		memcmp(r->cached_key.data, row->ckey, row->cklen) == 0)
+		return r->buf.data;
+	r->have_cached = false;
+	memset(&err, 0, sizeof err);
+	r->fetches++;
+	if (r->at_point)
+		st = kv_txn_get_at(r->txn, &r->point, row->ckey, row->cklen, &r->buf, NULL, &err);
+	else
+		st = kv_txn_get(r->txn, row->ckey, row->cklen, &r->buf, NULL, &err);
+	if (st == KV_NOT_FOUND)
+		corrupt(r->t, "a row's out-of-line values are missing");
+	if (st != KV_OK)
+		kvsep_raise(st, &err, "reading a value stored out of line");
+	if (r->buf.len < 1 || (uint8) r->buf.data[0] != COMPANION_FORMAT)
+		corrupt(r->t, r->buf.len < 1 ? "empty" : "unknown format");
+	if ((uint64) r->buf.len - 1 != row->total)
+		corrupt(r->t, "their size does not match the row");
+	resetStringInfo(&r->cached_key);
+	appendBinaryStringInfo(&r->cached_key, row->ckey, row->cklen);
+	r->have_cached = true;
+	return r->buf.data;
+}
+
+void *
+kvsep_ool_row(KvsepOolReader *reader, const uint8 *key, size_t klen)
+{
+	OolRow	   *row = palloc(sizeof(OolRow) + klen);
+
+	row->reader = reader;
+	row->ckey = NULL;
+	row->cklen = 0;
+	if (key && klen > 0)
+	{
+		/* (kvsep_ool_key, without a StringInfo per row) */
+		row->ckey = (char *) (row + 1);
+		memcpy(row->ckey, key, klen);
+		row->ckey[0] = (char) ((uint8) row->ckey[0] | 0x80);
+		row->cklen = (int) klen;
+	}
+	row->total = 0;
+	return row;
+}
+
+Datum
+kvsep_ool_datum(void *row, uint32 len)
+{
+	OolRow	   *r = row;
+	OolDatum   *d = palloc(sizeof(OolDatum));
+
+	EOH_init_header(&d->hdr, &ool_methods, CurrentMemoryContext);
+	d->row = r;
+	d->off = r->total;
+	d->len = len;
+	r->total += len;
+	return EOHPGetRODatum(&d->hdr);
+}
+
+void
+kvsep_ool_skip(void *row, uint32 len)
+{
+	((OolRow *) row)->total += len;
+}
+
+static Size
+ool_get_flat_size(ExpandedObjectHeader *eoh)
+{
+	return VARHDRSZ + ((OolDatum *) eoh)->len;
+}
+
+static void
+ool_flatten_into(ExpandedObjectHeader *eoh, void *result, Size allocated_size)
+{
+	OolDatum   *d = (OolDatum *) eoh;
+	const char *bytes = companion_bytes(d->row);
+
+	Assert(allocated_size == VARHDRSZ + d->len);
+	SET_VARSIZE(result, VARHDRSZ + d->len);
+	memcpy(VARDATA(result), bytes + 1 + d->off, d->len);
+}
+
+bool
+kvsep_ool_type_allowed(Oid typid)
+{
+	Oid			base = getBaseType(typid);
+
+	return get_typlen(base) == -1 && !OidIsValid(get_element_type(base)) &&
+		get_typtype(base) != TYPTYPE_COMPOSITE && base != RECORDOID;
+}
