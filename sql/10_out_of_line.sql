@@ -109,6 +109,15 @@ SELECT count(*) AS companions_after_truncate FROM kvsep_raw_out_of_line('ool');
 INSERT INTO ool SELECT * FROM ool_copy;
 SELECT count(*), sum(length(t)) FROM ool;
 SELECT count(*) FROM ool o JOIN ool_copy c USING (id) WHERE o.t = c.t AND o.extra IS NOT DISTINCT FROM c.extra;
+-- from one kvsep table into another (batched inserts), in both orders
+CREATE FOREIGN TABLE ool2 (id int, tag text, arr int[], j jsonb, t text, extra text) SERVER kv;
+INSERT INTO ool2 (id, tag, arr, j, t, extra) SELECT id, tag, arr, j, t, extra FROM ool ORDER BY id DESC;
+SELECT count(*) AS companions FROM kvsep_raw_out_of_line('ool2');
+SELECT count(*) FROM ool o JOIN ool2 c USING (id) WHERE o.t = c.t AND o.extra IS NOT DISTINCT FROM c.extra;
+-- a scan in key order reads companions with a cursor, skipping rows without
+SELECT id, md5(t) FROM ool2 WHERE id BETWEEN 8 AND 12 ORDER BY id DESC;
+SELECT id, md5(t) FROM ool2 WHERE id IN (12, 9, 300, 7) ORDER BY id;
+DROP FOREIGN TABLE ool2;
 DROP TABLE ool_heap, ool_copy, fetched;
 DROP FOREIGN TABLE ool;
 -- bad settings

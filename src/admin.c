@@ -139,7 +139,7 @@ kvsep_status(PG_FUNCTION_ARGS)
 
 		values[6] = Int64GetDatum((int64) kv_latest_version(db));
 		nulls[6] = false;
-		memset(&err, 0, sizeof err);
+		kvsep_err_init(&err);
 		st = kv_background_error(db, &err);
 		if (st != KV_OK)
 		{
@@ -164,7 +164,7 @@ kvsep_flush(PG_FUNCTION_ARGS)
 	kv_err		err;
 	kv_status	st;
 
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	st = kv_flush(db, &err);
 	if (st != KV_OK)
 		kvsep_raise(st, &err, "flushing");
@@ -177,7 +177,7 @@ kvsep_compact(PG_FUNCTION_ARGS)
 	kv_err		err;
 	kv_status	st;
 
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	st = kvsep_admin_call(KVSEP_ADMIN_COMPACT, 0, &err);
 	if (st != KV_OK)
 		kvsep_raise(st, &err, "compacting");
@@ -199,7 +199,7 @@ kvsep_vlog_gc(PG_FUNCTION_ARGS)
 				 errmsg("discard_ratio must be greater than 0 and less than 1"),
 				 errdetail("The value given was %g.", ratio),
 				 errhint("A file is rewritten when at least this fraction of its bytes is dead, e.g. 0.5.")));
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	st = kvsep_admin_call(KVSEP_ADMIN_VLOG_GC, ratio, &err);
 	if (st == KV_NO_REWRITE)
 		PG_RETURN_BOOL(false);

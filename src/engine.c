@@ -82,7 +82,7 @@ kvsep_db(void)
 					 errmsg("the kvsep storage engine failed to start"),
 					 errdetail("%s", kvsep_shared->worker_error),
 					 errhint("See the server log; the worker retries every few seconds.")));
-		memset(&err, 0, sizeof err);
+		kvsep_err_init(&err);
 		st = kv_attach(kvsep_region, &ao, &backend_db, &err);
 		if (st == KV_OK)
 			break;

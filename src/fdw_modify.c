@@ -131,7 +131,7 @@ key_exists(kv_txn *txn, StringInfo key)
 	kv_err		err;
 	kv_status	st;
 
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	st = kv_txn_note_read(txn, key->data, key->len, &err);
 	if (st == KV_OK)
 		st = kv_txn_get(txn, key->data, key->len, NULL, NULL, &err);
@@ -178,7 +178,7 @@ note_table_written(ModifyState *s, kv_txn *txn)
 
 	if (s->token_noted)
 		return;
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	st = kv_txn_note_write(txn, s->t->prefix, s->t->prefix_len, &err);
 	if (st != KV_OK)
 		kvsep_raise(st, &err, "writing");
@@ -191,7 +191,7 @@ put(kv_txn *txn, StringInfo key, StringInfo row, const char *what)
 	kv_err		err;
 	kv_status	st;
 
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	st = kv_txn_set(txn, key->data, key->len, row->data, row->len, &err);
 	if (st != KV_OK)
 		kvsep_raise(st, &err, what);
@@ -204,7 +204,7 @@ del(kv_txn *txn, StringInfo key)
 	kv_err		err;
 	kv_status	st;
 
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	st = kv_txn_delete(txn, key->data, key->len, &err);
 	if (st != KV_OK)
 		kvsep_raise(st, &err, "deleting a row");
@@ -234,7 +234,7 @@ drop_companion(ModifyState *s, kv_txn *txn, StringInfo key)
 	if (!s->t->has_ool)
 		return;
 	kvsep_ool_key(key->data, key->len, &s->ckey);
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	st = kv_txn_get(txn, s->ckey.data, s->ckey.len, NULL, NULL, &err);
 	if (st == KV_NOT_FOUND)
 		return;
@@ -340,7 +340,7 @@ kvsepExecForeignUpdate(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slo
 	resetStringInfo(&s->row);
 	kvsep_table_key(s->t, slot->tts_values, slot->tts_isnull, &s->key);
 	/* the row read decided this write */
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	if (kv_txn_note_read(txn, s->old_key.data, s->old_key.len, &err) != KV_OK)
 		kvsep_raise(err.code, &err, "updating a row");
 	moved = s->key.len != s->old_key.len ||
@@ -376,7 +376,7 @@ kvsepExecForeignDelete(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slo
 	kv_status	st;
 
 	old_key(s, planSlot, &s->old_key);
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	if (kv_txn_note_read(txn, s->old_key.data, s->old_key.len, &err) != KV_OK)
 		kvsep_raise(err.code, &err, "deleting a row");
 	if (rinfo->ri_projectReturning)
@@ -399,7 +399,7 @@ kvsepExecForeignDelete(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slo
 		kvsep_table_decode_key(s->t, (const uint8 *) s->old_key.data, s->old_key.len,
 							   slot->tts_values, slot->tts_isnull);
 		if (!s->ool)
-			s->ool = kvsep_ool_reader(s->t, txn, NULL);
+			s->ool = kvsep_ool_reader(s->t, txn, NULL, 0);
 		kvsep_decode_row(s->t, desc, (const uint8 *) s->val.data, s->val.len,
 						 slot->tts_values, slot->tts_isnull, s->ool,
 						 (const uint8 *) s->old_key.data, s->old_key.len);

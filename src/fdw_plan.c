@@ -280,7 +280,7 @@ kvsepGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntablei
 
 		memcpy(hi, ri->t->prefix, ri->t->prefix_len);
 		hin = kvsep_prefix_successor(hi, ri->t->prefix_len);
-		memset(&err, 0, sizeof err);
+		kvsep_err_init(&err);
 		st = kv_estimate_range(kvsep_db(), ri->t->prefix, ri->t->prefix_len, hi, hin, &keys,
 							   &bytes, &err);
 		if (st != KV_OK)
@@ -535,9 +535,23 @@ kvsepGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	priv = lappend(priv, makeInteger(a.lower && a.lower->strategy == BTGreaterEqualStrategyNumber));
 	priv = lappend(priv, makeInteger(a.upper != NULL));
 	priv = lappend(priv, makeInteger(a.upper && a.upper->strategy == BTLessEqualStrategyNumber));
-	/* every qual is checked again on the rows returned */
-	return make_foreignscan(tlist, extract_actual_clauses(scan_clauses, false), baserel->relid,
-							exprs, priv, NIL, NIL, outer_plan);
+	/*
+	 * The quals that became the scan's keys or bounds hold for every row it
+	 * returns (each such comparison orders and equates values exactly as
+	 * their encodings do: match_clause), so they are not evaluated again;
+	 * EvalPlanQual rechecks them (fdw_recheck_quals).  The rest are.
+	 */
+	{
+		List	   *local = NIL;
+		ListCell   *lc;
+
+		foreach(lc, scan_clauses)
+			if (!list_member_ptr(a.used, lfirst(lc)))
+				local = lappend(local, lfirst(lc));
+		return make_foreignscan(tlist, extract_actual_clauses(local, false), baserel->relid,
+								exprs, priv, NIL, extract_actual_clauses(a.used, false),
+								outer_plan);
+	}
 }
 
 void

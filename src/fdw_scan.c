@@ -90,12 +90,14 @@ kvsepBeginForeignScan(ForeignScanState *node, int eflags)
 		kv_err		err;
 		kv_status	st;
 
-		memset(&err, 0, sizeof err);
+		kvsep_err_init(&err);
 		st = kv_txn_point_take(txn, &s->point, &s->snap, &err);
 		if (st != KV_OK)
 			kvsep_raise(st, &err, "starting a scan");
 		kvsep_snap_opened(s->snap);
-		s->ool = kvsep_ool_reader(s->t, txn, &s->point);
+		s->ool = kvsep_ool_reader(s->t, txn, &s->point,
+								  s->access == KVSEP_ACCESS_POINT ? 0 :
+								  s->direction < 0 ? -1 : 1);
 		if (kvsep_track_scan_reads() && s->access != KVSEP_ACCESS_POINT && s->t->has_prefix)
 		{
 			st = kv_txn_note_read(txn, s->t->prefix, s->t->prefix_len, &err);
@@ -285,7 +287,7 @@ open_iter(KvScan *s, KeyRange *r)
 	io.key_only = s->key_only;
 	io.fill_cache = 1;
 	io.prefetch_values = s->key_only ? 0 : 16;
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	st = kv_txn_iter_at(kvsep_txn(), &s->point, &io, &s->it, &err);
 	if (st != KV_OK)
 		kvsep_raise(st, &err, "starting a scan");
@@ -347,7 +349,7 @@ kvsepIterateForeignScan(ForeignScanState *node)
 
 				if (!s->key_only)
 				{
-					memset(&err, 0, sizeof err);
+					kvsep_err_init(&err);
 					st = kv_iter_value(s->it, &v, &vn, &err);
 					if (st != KV_OK)
 						kvsep_raise(st, &err, "reading a row");
@@ -361,7 +363,7 @@ kvsepIterateForeignScan(ForeignScanState *node)
 				kv_err		err;
 				kv_status	st;
 
-				memset(&err, 0, sizeof err);
+				kvsep_err_init(&err);
 				st = kv_iter_status(s->it, &err);
 				if (st != KV_OK)
 					kvsep_raise(st, &err, "scanning");
@@ -378,7 +380,7 @@ kvsepIterateForeignScan(ForeignScanState *node)
 			kv_err		err;
 			kv_status	st;
 
-			memset(&err, 0, sizeof err);
+			kvsep_err_init(&err);
 			s->gets++;
 			st = kv_txn_get_at(kvsep_txn(), &s->point, r->lo.data, r->lo.len,
 							   s->key_only ? NULL : &s->val, NULL, &err);
@@ -521,8 +523,8 @@ acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows, double *
 	it = kvsep_table_iter_all(t, "sampling the table");
 	if (!it)
 		return 0;
-	ool = kvsep_ool_reader(t, kvsep_txn(), NULL);
-	memset(&err, 0, sizeof err);
+	ool = kvsep_ool_reader(t, kvsep_txn(), NULL, 0);
+	kvsep_err_init(&err);
 	reservoir_init_selection_state(&rs, targrows);
 	for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it))
 	{

@@ -83,7 +83,7 @@ kvsep_ool_start(StringInfo companion)
 }
 
 KvsepOolReader *
-kvsep_ool_reader(KvsepTable *t, kv_txn *txn, const kv_txn_point *point)
+kvsep_ool_reader(KvsepTable *t, kv_txn *txn, const kv_txn_point *point, int direction)
 {
 	KvsepOolReader *r = palloc0(sizeof(KvsepOolReader));
 
@@ -93,6 +93,7 @@ kvsep_ool_reader(KvsepTable *t, kv_txn *txn, const kv_txn_point *point)
 	{
 		r->point = *point;
 		r->at_point = true;
+		r->direction = direction;
 	}
 	initStringInfo(&r->cached_key);
 	return r;
@@ -101,10 +102,18 @@ kvsep_ool_reader(KvsepTable *t, kv_txn *txn, const kv_txn_point *point)
 void
 kvsep_ool_reader_free(KvsepOolReader *r)
 {
-	if (r && r->buf.data)
+	if (!r)
+		return;
+	if (r->buf.data)
 		kv_buf_free(&r->buf);
-	if (r)
-		r->buf.data = NULL;
+	r->buf.data = NULL;
+	if (r->it)
+	{
+		kvsep_iter_closed(r->it);
+		kv_iter_free(r->it);
+		r->it = NULL;
+	}
+	r->have_cached = false;
 }
 
 static void
@@ -114,6 +123,81 @@ corrupt(KvsepTable *t, const char *what)
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("kvsep_fdw: malformed out-of-line values in table \"%s\": %s",
 					t->relname, what)));
+}
+
+/* at most this many steps forward before the cursor seeks instead */
+#define CURSOR_STEPS 4
+
+/* Where the cursor is against key, in its direction: < 0 before it, 0 on
+ * it, > 0 past it (or at the end). */
+static int
+cursor_cmp(KvsepOolReader *r, const char *key, int klen)
+{
+	size_t		kn;
+	const void *k;
+	int			c;
+
+	if (!kv_iter_valid(r->it))
+		return 1;
+	k = kv_iter_key(r->it, &kn);
+	c = memcmp(k, key, Min(kn, (size_t) klen));
+	if (c == 0)
+		c = (kn > (size_t) klen) - (kn < (size_t) klen);
+	return r->direction < 0 ? -c : c;
+}
+
+/* Puts the scan's cursor over the companions on key (opening it at the
+ * first call) and reads its value: companions are in the order of their
+ * rows, so the one wanted is usually the cursor's next entry. */
+static kv_status
+cursor_read(KvsepOolReader *r, const char *key, int klen, kv_err *err)
+{
+	const void *v;
+	size_t		vn;
+	kv_status	st;
+
+	if (!r->it)
+	{
+		kv_iter_options io;
+		uint8		lo[KVSEP_PREFIX_MAX], hi[KVSEP_PREFIX_MAX];
+		int			n = kvsep_ool_prefix(r->t->prefix, r->t->prefix_len, lo);
+
+		memcpy(hi, lo, n);
+		memset(&io, 0, sizeof io);
+		io.lower = lo;
+		io.lower_len = n;
+		io.upper = hi;
+		io.upper_len = kvsep_prefix_successor(hi, n);
+		io.reverse = r->direction < 0;
+		io.fill_cache = 1;
+		io.prefetch_values = 16;
+		st = kv_txn_iter_at(r->txn, &r->point, &io, &r->it, err);
+		if (st != KV_OK)
+			return st;
+		kvsep_iter_opened(r->it);
+		kv_iter_seek(r->it, key, klen);
+	}
+	else
+	{
+		int			c = cursor_cmp(r, key, klen);
+
+		for (int i = 0; c < 0 && i < CURSOR_STEPS; i++)
+		{
+			kv_iter_next(r->it);
+			c = cursor_cmp(r, key, klen);
+		}
+		if (c != 0)
+			kv_iter_seek(r->it, key, klen);
+	}
+	if (cursor_cmp(r, key, klen) != 0)
+	{
+		st = kv_iter_status(r->it, err);
+		return st != KV_OK ? st : KV_NOT_FOUND;
+	}
+	st = kv_iter_value(r->it, &v, &vn, err);
+	r->bytes = v;
+	r->nbytes = vn;
+	return st;
 }
 
 /* The companion of row, read through its reader (the last one read is
@@ -131,26 +215,33 @@ companion_bytes(OolRow *row)
 				 errmsg("kvsep_fdw: a value stored out of line cannot be read here")));
 	if (r->have_cached && r->cached_key.len == row->cklen &&
 		memcmp(r->cached_key.data, row->ckey, row->cklen) == 0)
-		return r->buf.data;
+		return r->bytes;
 	r->have_cached = false;
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	r->fetches++;
-	if (r->at_point)
-		st = kv_txn_get_at(r->txn, &r->point, row->ckey, row->cklen, &r->buf, NULL, &err);
+	if (r->direction != 0)
+		st = cursor_read(r, row->ckey, row->cklen, &err);
 	else
-		st = kv_txn_get(r->txn, row->ckey, row->cklen, &r->buf, NULL, &err);
+	{
+		if (r->at_point)
+			st = kv_txn_get_at(r->txn, &r->point, row->ckey, row->cklen, &r->buf, NULL, &err);
+		else
+			st = kv_txn_get(r->txn, row->ckey, row->cklen, &r->buf, NULL, &err);
+		r->bytes = r->buf.data;
+		r->nbytes = r->buf.len;
+	}
 	if (st == KV_NOT_FOUND)
 		corrupt(r->t, "a row's out-of-line values are missing");
 	if (st != KV_OK)
 		kvsep_raise(st, &err, "reading a value stored out of line");
-	if (r->buf.len < 1 || (uint8) r->buf.data[0] != COMPANION_FORMAT)
-		corrupt(r->t, r->buf.len < 1 ? "empty" : "unknown format");
-	if ((uint64) r->buf.len - 1 != row->total)
+	if (r->nbytes < 1 || (uint8) r->bytes[0] != COMPANION_FORMAT)
+		corrupt(r->t, r->nbytes < 1 ? "empty" : "unknown format");
+	if ((uint64) r->nbytes - 1 != row->total)
 		corrupt(r->t, "their size does not match the row");
 	resetStringInfo(&r->cached_key);
 	appendBinaryStringInfo(&r->cached_key, row->ckey, row->cklen);
 	r->have_cached = true;
-	return r->buf.data;
+	return r->bytes;
 }
 
 void *

@@ -75,7 +75,7 @@ emit_entries(FunctionCallInfo fcinfo, kv_iter *it)
 
 	if (!it)
 		return;
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it))
 	{
 		size_t		kn, vn;

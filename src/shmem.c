@@ -47,7 +47,7 @@ request(void)
 		prev_shmem_request_hook();
 	/* settings the engine would refuse stop the server here, not later */
 	kvsep_engine_options(&o);
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	if (kv_options_validate(&o, &err) != KV_OK)
 		ereport(FATAL,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -174,7 +174,7 @@ iter_prefix(const uint8 *prefix, int len, const char *what)
 	io.upper = hi;
 	io.upper_len = kvsep_prefix_successor(hi, len);
 	io.fill_cache = 0;
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	st = kv_txn_iter_new(kvsep_txn(), &io, &it, &err);
 	if (st != KV_OK)
 		kvsep_raise(st, &err, what);

@@ -114,7 +114,7 @@ run_admin(kv_db *db)
 	pthread_mutex_unlock(&s->mu);
 	if (type == KVSEP_ADMIN_NONE)
 		return;
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	if (type == KVSEP_ADMIN_COMPACT)
 		st = kv_compact_all(db, &err);
 	else if (type == KVSEP_ADMIN_VLOG_GC)
@@ -152,7 +152,7 @@ kvsep_worker_main(Datum arg)
 	set_state(KVSEP_WORKER_STARTING, "");
 	ereport(LOG, (errmsg("kvsep_fdw: opening the storage engine in \"%s\"", o.dir)));
 
-	memset(&err, 0, sizeof err);
+	kvsep_err_init(&err);
 	st = kv_open_region(&o, kvsep_region, kvsep_region_size, &db, &err);
 	drain_log();
 	if (st != KV_OK)

@@ -71,7 +71,7 @@ kvsep_txn(void)
 	{
 		kv_db	   *db = kvsep_db();
 
-		memset(&err, 0, sizeof err);
+		kvsep_err_init(&err);
 		st = kv_txn_begin(db, !XactReadOnly, &cur_txn, &err);
 		if (st != KV_OK)
 		{
@@ -88,7 +88,7 @@ kvsep_txn(void)
 	else if (read_committed() && new_statement)
 	{
 		/* READ COMMITTED: a statement sees every commit made before it */
-		memset(&err, 0, sizeof err);
+		kvsep_err_init(&err);
 		st = kv_txn_refresh(cur_txn, &err);
 		if (st != KV_OK)
 			kvsep_raise(st, &err, "taking a snapshot");
@@ -242,7 +242,7 @@ run_pending_drops(void)
 		uint8		ool[KVSEP_PREFIX_MAX];
 
 		/* the table's rows, then their out-of-line values */
-		memset(&err, 0, sizeof err);
+		kvsep_err_init(&err);
 		st = kv_drop_prefix(kvsep_db(), d->prefix, d->len, &err);
 		if (st == KV_OK)
 			st = kv_drop_prefix(kvsep_db(), ool, kvsep_ool_prefix(d->prefix, d->len, ool), &err);
@@ -275,7 +275,7 @@ xact_callback(XactEvent event, void *arg)
 							(errcode(ERRCODE_IN_FAILED_SQL_TRANSACTION),
 							 errmsg("cannot commit: the kvsep_fdw part of this transaction failed earlier")));
 				co.sync = synchronous_commit > SYNCHRONOUS_COMMIT_OFF;
-				memset(&err, 0, sizeof err);
+				kvsep_err_init(&err);
 				cur_txn = NULL; /* finished whatever the result */
 				st = kv_txn_commit(t, &co, NULL, &err);
 				kv_txn_free(t);
@@ -364,7 +364,7 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId 
 			{
 				kv_err		err;
 
-				memset(&err, 0, sizeof err);
+				kvsep_err_init(&err);
 				if (kv_txn_rollback_to(cur_txn, m->had_txn ? m->mark : 0, &err) != KV_OK)
 					cur_broken = true;	/* (cannot raise an error while aborting) */
 			}

@@ -21,9 +21,10 @@
  * out of the log in key order, which is not the order they were written
  * in, so without this every value is a cache and TLB miss the hardware
  * prefetcher cannot foresee (1 KiB values: scan 0.57-0.63M -> 0.78-1.0M
- * entries/s).  A forward cursor that passes IDLE_AFTER inline values in a
- * row rests (a second merge over small values is pure cost) until the
- * iterator itself meets a value in the log; then it restarts there.
+ * entries/s).  Forward, the cursor starts (and is built, the first time)
+ * only when the iterator itself meets a value in a log, and rests again
+ * after IDLE_AFTER inline values in a row: a second merge over small
+ * values is pure cost.
  *
  * A long-lived iterator must not keep flushed memtables alive: every few
  * hundred steps it checks whether a memtable of its view was flushed and,
@@ -57,7 +58,8 @@ struct kv_iter {
     unsigned pf_seen, pf_resident_run; /* residency sampling */
     int pf_resident;                   /* values proved resident: CPU-cache prefetch only */
     unsigned pf_inline_run;            /* visible entries in a row without a value pointer */
-    int ahead_idle;                    /* resting until a value pointer shows up */
+    int ahead_idle;                    /* forward: resting until a value pointer shows up */
+    int ahead_failed;                  /* the cursor could not be built: no prefetch */
     kv_sst_read_opts ro;
     int snap_slot;
     uint64_t version;                  /* read version */
@@ -143,10 +145,16 @@ static kv_status build_merge_into(kv_iter *it, kv_merge **out)
     return KV_OK;
 }
 
+static int want_prefetch(const kv_iter *it)
+{
+    return it->o.prefetch_values > 0 && !it->o.key_only;
+}
+
 static kv_status build_merge(kv_iter *it)
 {
     kv_status st = build_merge_into(it, &it->m);
-    if (st == KV_OK && it->o.prefetch_values > 0 && !it->o.key_only) {
+    /* (forward, the cursor is built when the first value in a log shows up) */
+    if (st == KV_OK && want_prefetch(it) && it->o.reverse) {
         /* prefetching is a hint: without the cursor we just do not prefetch */
         if (build_merge_into(it, &it->ahead) != KV_OK) it->ahead = NULL;
         it->status = KV_OK;
@@ -437,11 +445,37 @@ static long ahead_want(const kv_iter *it)
 /* Puts the cursor where the iterator's merge is, then N entries on. */
 static void ahead_reset(kv_iter *it, const uint8_t *ikey, size_t n)
 {
+    if (!it->o.reverse) {
+        it->ahead_idle = 1; /* ahead_wake starts it */
+        return;
+    }
     if (!it->ahead) return;
-    it->ahead_idle = 0;
-    it->pf_inline_run = 0;
     if (ikey) kv_merge_seek(it->ahead, ikey, n);
     else kv_merge_rewind(it->ahead);
+    it->ahead_gap = 0;
+    while (it->ahead_gap < ahead_want(it) && kv_merge_valid(it->ahead)) ahead_step(it);
+}
+
+/* Forward: a resting cursor starts from the current entry once that
+ * entry's value is in a log (built the first time). */
+static void ahead_wake(kv_iter *it)
+{
+    size_t n;
+    const uint8_t *k;
+    if (it->o.reverse || !it->ahead_idle || !it->valid || !(it->vs.meta & KV_META_VALUE_PTR) ||
+        !want_prefetch(it) || it->ahead_failed)
+        return;
+    if (!it->ahead && build_merge_into(it, &it->ahead) != KV_OK) {
+        /* prefetching is a hint: without the cursor we just do not prefetch */
+        it->ahead = NULL;
+        it->ahead_failed = 1;
+        it->status = KV_OK;
+        return;
+    }
+    k = kv_merge_key(it->m, &n);
+    kv_merge_seek(it->ahead, k, n);
+    it->ahead_idle = 0;
+    it->pf_inline_run = 0;
     it->ahead_gap = 0;
     while (it->ahead_gap < ahead_want(it) && kv_merge_valid(it->ahead)) ahead_step(it);
 }
@@ -524,6 +558,7 @@ static void position(kv_iter *it, const uint8_t *k, size_t n)
         free(succ);
     }
     find(it);
+    ahead_wake(it);
 }
 
 void kv_iter_rewind(kv_iter *it)
@@ -592,16 +627,9 @@ void kv_iter_next(kv_iter *it)
     }
     if (!it->o.reverse) kv_merge_next(it->m);
     find(it);
-    if (it->ahead && it->valid) {
-        if (it->ahead_idle) {
-            /* values in the log again: the cursor restarts from here */
-            if (it->vs.meta & KV_META_VALUE_PTR) {
-                size_t n;
-                const uint8_t *k = kv_merge_key(it->m, &n);
-                ahead_reset(it, k, n);
-            }
-            return;
-        }
+    if (it->ahead_idle) {
+        ahead_wake(it); /* (forward) */
+    } else if (it->ahead && it->valid) {
         /* keep the cursor N entries ahead */
         it->ahead_gap--;
         while (it->ahead_gap < ahead_want(it) && kv_merge_valid(it->ahead)) ahead_step(it);
