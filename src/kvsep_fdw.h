@@ -220,6 +220,9 @@ typedef struct KvsepTable
 /* Describes rel (key columns from the "key" column option, else the first
  * column).  create_prefix: assign a prefix if the table has none. */
 KvsepTable *kvsep_table_open(Relation rel, bool create_prefix);
+/* Iterator options (the rest zeroed) whose bounds are every key starting
+ * with prefix; hi (KVSEP_PREFIX_MAX bytes) holds the upper bound. */
+void		kvsep_prefix_bounds(const uint8 *prefix, int len, uint8 *hi, kv_iter_options *io);
 kv_iter    *kvsep_table_iter_all(KvsepTable *t, const char *what);
 /* The same over the table's companions (out-of-line values). */
 kv_iter    *kvsep_table_iter_ool(KvsepTable *t, const char *what);

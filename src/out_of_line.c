@@ -162,12 +162,7 @@ cursor_read(KvsepOolReader *r, const char *key, int klen, kv_err *err)
 		uint8		lo[KVSEP_PREFIX_MAX], hi[KVSEP_PREFIX_MAX];
 		int			n = kvsep_ool_prefix(r->t->prefix, r->t->prefix_len, lo);
 
-		memcpy(hi, lo, n);
-		memset(&io, 0, sizeof io);
-		io.lower = lo;
-		io.lower_len = n;
-		io.upper = hi;
-		io.upper_len = kvsep_prefix_successor(hi, n);
+		kvsep_prefix_bounds(lo, n, hi, &io);
 		io.reverse = r->direction < 0;
 		io.fill_cache = 1;
 		io.prefetch_values = 16;

@@ -158,6 +158,17 @@ kvsep_table_decode_key(KvsepTable *t, const uint8 *key, size_t n, Datum *values,
 						(int) (end - p))));
 }
 
+void
+kvsep_prefix_bounds(const uint8 *prefix, int len, uint8 *hi, kv_iter_options *io)
+{
+	memcpy(hi, prefix, len);
+	memset(io, 0, sizeof *io);
+	io->lower = prefix;
+	io->lower_len = len;
+	io->upper = hi;
+	io->upper_len = kvsep_prefix_successor(hi, len);
+}
+
 static kv_iter *
 iter_prefix(const uint8 *prefix, int len, const char *what)
 {
@@ -167,12 +178,7 @@ iter_prefix(const uint8 *prefix, int len, const char *what)
 	kv_status	st;
 	uint8		hi[KVSEP_PREFIX_MAX];
 
-	memcpy(hi, prefix, len);
-	memset(&io, 0, sizeof io);
-	io.lower = prefix;
-	io.lower_len = len;
-	io.upper = hi;
-	io.upper_len = kvsep_prefix_successor(hi, len);
+	kvsep_prefix_bounds(prefix, len, hi, &io);
 	io.fill_cache = 0;
 	kvsep_err_init(&err);
 	st = kv_txn_iter_new(kvsep_txn(), &io, &it, &err);
