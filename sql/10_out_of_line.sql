@@ -114,9 +114,31 @@ CREATE FOREIGN TABLE ool2 (id int, tag text, arr int[], j jsonb, t text, extra t
 INSERT INTO ool2 (id, tag, arr, j, t, extra) SELECT id, tag, arr, j, t, extra FROM ool ORDER BY id DESC;
 SELECT count(*) AS companions FROM kvsep_raw_out_of_line('ool2');
 SELECT count(*) FROM ool o JOIN ool2 c USING (id) WHERE o.t = c.t AND o.extra IS NOT DISTINCT FROM c.extra;
+-- whole-row references, RETURNING, COPY TO and row triggers see the values
+SELECT to_jsonb(c) = to_jsonb(o) AS same_json, length(to_jsonb(c)::text) > 3000 AS whole
+FROM ool2 c JOIN ool o USING (id) WHERE id = 10;
+SELECT count(*) FROM ool2 c WHERE c = c;
+UPDATE ool2 SET tag = 'r' WHERE id = 10 RETURNING id, length(t), md5(t) = md5(repeat('t10', 1000)) AS same;
+INSERT INTO ool2 (id, t) VALUES (400, repeat('n', 3000)) RETURNING id, length(t), left(t, 2);
+COPY (SELECT id, t FROM ool2 WHERE id IN (10, 400) ORDER BY id) TO PROGRAM 'cat > ool_copy.txt';
+CREATE TEMP TABLE copied (id int, t text);
+COPY copied FROM PROGRAM 'cat ool_copy.txt && rm ool_copy.txt';
+SELECT id, length(t), t = repeat('t10', 1000) AS t10 FROM copied ORDER BY id;
 -- a scan in key order reads companions with a cursor, skipping rows without
 SELECT id, md5(t) FROM ool2 WHERE id BETWEEN 8 AND 12 ORDER BY id DESC;
 SELECT id, md5(t) FROM ool2 WHERE id IN (12, 9, 300, 7) ORDER BY id;
+-- row triggers see the values of deleted rows
+CREATE TABLE seen (id int, len int, same bool);
+CREATE FUNCTION note_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO seen VALUES (OLD.id, length(OLD.t), OLD.t = repeat('t' || OLD.id, 1000));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER ool2_deleted AFTER DELETE ON ool2 FOR EACH ROW EXECUTE FUNCTION note_row();
+DELETE FROM ool2 WHERE id IN (9, 10);
+SELECT * FROM seen ORDER BY id;
+DROP TABLE seen, copied;
+DROP FUNCTION note_row() CASCADE;
 DROP FOREIGN TABLE ool2;
 DROP TABLE ool_heap, ool_copy, fetched;
 DROP FOREIGN TABLE ool;
