@@ -26,9 +26,13 @@ SELECT kvsep_flush();
 SELECT kvsep_compact();
 SELECT count(*) FROM kvsep_tables;
 SELECT state FROM kvsep_status();
+SELECT count(*) FROM kvsep_raw_entries('adm');
+SELECT count(*) FROM kvsep_raw_out_of_line('adm');
 -- but a plain user can use kvsep tables, and create them
 INSERT INTO adm VALUES (1, 'from kv_user');
 SELECT * FROM adm;
+INSERT INTO adm VALUES (2, repeat('large ', 1000));
+SELECT id, length(v), left(v, 5) FROM adm WHERE id = 2;
 CREATE FOREIGN TABLE mine (id int) SERVER kv;
 INSERT INTO mine VALUES (1);
 SELECT * FROM mine;
