@@ -214,7 +214,10 @@ companion_bytes(OolRow *row)
 	r->have_cached = false;
 	kvsep_err_init(&err);
 	r->fetches++;
-	if (r->direction != 0)
+	/* (the first read is a get: a scan may read just one row's values -
+	 * an aggregate keeps a copy of its first input row - and a get costs
+	 * less than opening a cursor) */
+	if (r->direction != 0 && r->fetches > 1)
 		st = cursor_read(r, row->ckey, row->cklen, &err);
 	else
 	{
