@@ -776,6 +776,7 @@ START_TEST(test_block_cache)
     mapped mp;
     kv_sst *t;
     kv_err err;
+    int compressed[512] = {0}, ncomp = 0;
     uint32_t nb;
 
     tu_rng_init(&r, tu_seed() + 17);
@@ -814,14 +815,29 @@ START_TEST(test_block_cache)
     kv_block_ref_release(&ref);
     ck_assert_int_eq(c->inserts, 0);
 
-    /* fill: every block inserted once, then served from the cache */
+    /* which blocks are compressed (read into a private copy): only those
+     * are cached; a block that compression did not shrink enough (the
+     * last, short one can be such, depending on the seed) is read in
+     * place */
+    ro.fill_cache = 0;
+    for (uint32_t b = 0; b < nb; b++) {
+        TU_OK(kv_sst_read_block(t, b, &ro, &ref, &err), &err);
+        compressed[b] = ref.owned != NULL;
+        ncomp += compressed[b];
+        kv_block_ref_release(&ref);
+    }
+    ck_assert_int_ge(ncomp, (int)nb - 1);
+    ro.fill_cache = 1;
+
+    /* fill: every compressed block inserted once, then served from the cache */
     c->accept = 1;
     c->lookups = 0;
     check_table(&r, t, &m, &ro);
-    ck_assert_int_eq(c->inserts, nb);
+    ck_assert_int_eq(c->inserts, ncomp);
     ck_assert_int_gt(c->hits, 0);
     for (uint32_t b = 0; b < nb; b++) {
         long hits = c->hits;
+        if (!compressed[b]) continue;
         TU_OK(kv_sst_read_block(t, b, &ro, &ref, &err), &err);
         ck_assert_int_eq(c->hits, hits + 1);
         ck_assert_ptr_null(ref.owned);
@@ -830,7 +846,7 @@ START_TEST(test_block_cache)
         ck_assert_int_eq(((tcache_ent *)ref.pin)->refs, 1);
         kv_block_ref_release(&ref);
     }
-    ck_assert_int_eq(c->inserts, nb);
+    ck_assert_int_eq(c->inserts, ncomp);
     /* every pin released */
     for (int i = 0; i < c->n; i++) ck_assert_int_eq(c->e[i].refs, 0);
 
