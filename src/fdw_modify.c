@@ -347,8 +347,8 @@ kvsepExecForeignUpdate(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slo
 		memcmp(s->key.data, s->old_key.data, s->key.len) != 0;
 	if (moved && key_exists(txn, &s->key))
 		duplicate(s, slot);
-	/* (encoded before anything is written: out-of-line values of the old
-	 * row may be read now) */
+	/* (encoded before anything is written: a row that is too large fails
+	 * with nothing of the update done) */
 	kvsep_encode_row(s->t, desc, slot->tts_values, slot->tts_isnull, &s->row, &s->companion);
 	note_table_written(s, txn);
 	if (moved)

@@ -494,7 +494,7 @@ kvsepExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		ExplainPropertyInteger("Kvsep Value Log Reads", NULL, (int64) v, es);
 		if (t->has_ool && !s->key_only)
 			ExplainPropertyInteger("Kvsep Out-of-line Reads", NULL,
-								   (int64) (s->ool ? s->ool->fetches : 0), es);
+								   (int64) kvsep_ool_reads(s->ool), es);
 	}
 }
 

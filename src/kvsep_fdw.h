@@ -237,27 +237,15 @@ void		kvsep_table_decode_key(KvsepTable *t, const uint8 *key, size_t n, Datum *v
 
 /* Reads companions for the datums of decoded rows: at a scan's read point,
  * or (point NULL) at the transaction's current view. */
-typedef struct KvsepOolReader
-{
-	KvsepTable *t;
-	kv_txn	   *txn;
-	kv_txn_point point;
-	bool		at_point;
-	int			direction;		/* of a scan's cursor over the companions: 1, -1; 0 gets */
-	kv_iter    *it;				/* that cursor, opened at the first read */
-	kv_buf		buf;			/* the companion read last (by a get) */
-	const char *bytes;			/* the companion read last, its bytes */
-	size_t		nbytes;
-	StringInfoData cached_key;	/* its key */
-	bool		have_cached;
-	uint64		fetches;		/* companions read */
-} KvsepOolReader;
+typedef struct KvsepOolReader KvsepOolReader;
 
 /* direction: a scan in key order (1, or -1 descending) reads companions
  * with a cursor that follows it; 0 reads each with a get. */
 KvsepOolReader *kvsep_ool_reader(KvsepTable *t, kv_txn *txn, const kv_txn_point *point,
 								 int direction);
 void		kvsep_ool_reader_free(KvsepOolReader *r);
+/* Companions the reader has read (EXPLAIN ANALYZE). */
+uint64		kvsep_ool_reads(const KvsepOolReader *r);
 /* The companion key of a row key (out reset first). */
 void		kvsep_ool_key(const char *key, int klen, StringInfo out);
 /* The prefix of a table's companions (same length as its prefix). */

@@ -31,6 +31,24 @@
 #include "kvsep_fdw.h"
 
 #define COMPANION_FORMAT 1
+/* set in the first byte of a row key (a prefix length, 1..8) */
+#define COMPANION_BIT 0x80
+
+struct KvsepOolReader
+{
+	KvsepTable *t;
+	kv_txn	   *txn;
+	kv_txn_point point;
+	bool		at_point;
+	int			direction;		/* of a scan's cursor over the companions: 1, -1; 0 gets */
+	kv_iter    *it;				/* that cursor, opened at the second read */
+	kv_buf		buf;			/* the companion read last (by a get) */
+	const char *bytes;			/* the companion read last, its bytes */
+	size_t		nbytes;
+	StringInfoData cached_key;	/* its key */
+	bool		have_cached;
+	uint64		fetches;		/* companions read */
+};
 
 /* The out-of-line values of one decoded row. */
 typedef struct OolRow
@@ -58,20 +76,29 @@ static const ExpandedObjectMethods ool_methods = {
 	ool_flatten_into
 };
 
+/* Copies a row key (or prefix) of n > 0 bytes to out as its companion's. */
+static void
+companion_of(const void *key, size_t n, char *out)
+{
+	Assert(n > 0 && *(const uint8 *) key >= 1 && *(const uint8 *) key <= 8);
+	memcpy(out, key, n);
+	out[0] = (char) ((uint8) out[0] | COMPANION_BIT);
+}
+
 void
 kvsep_ool_key(const char *key, int klen, StringInfo out)
 {
-	Assert(klen > 0 && (uint8) key[0] >= 1 && (uint8) key[0] <= 8);
 	resetStringInfo(out);
-	appendBinaryStringInfo(out, key, klen);
-	out->data[0] = (char) ((uint8) out->data[0] | 0x80);
+	enlargeStringInfo(out, klen);
+	companion_of(key, klen, out->data);
+	out->len = klen;
+	out->data[klen] = '\0';
 }
 
 int
 kvsep_ool_prefix(const uint8 *prefix, int len, uint8 *out)
 {
-	memcpy(out, prefix, len);
-	out[0] |= 0x80;
+	companion_of(prefix, len, (char *) out);
 	return len;
 }
 
@@ -114,6 +141,12 @@ kvsep_ool_reader_free(KvsepOolReader *r)
 		r->it = NULL;
 	}
 	r->have_cached = false;
+}
+
+uint64
+kvsep_ool_reads(const KvsepOolReader *r)
+{
+	return r ? r->fetches : 0;
 }
 
 static void
@@ -252,10 +285,8 @@ kvsep_ool_row(KvsepOolReader *reader, const uint8 *key, size_t klen)
 	row->cklen = 0;
 	if (key && klen > 0)
 	{
-		/* (kvsep_ool_key, without a StringInfo per row) */
 		row->ckey = (char *) (row + 1);
-		memcpy(row->ckey, key, klen);
-		row->ckey[0] = (char) ((uint8) row->ckey[0] | 0x80);
+		companion_of(key, klen, row->ckey);
 		row->cklen = (int) klen;
 	}
 	row->total = 0;
