@@ -385,6 +385,7 @@ static const struct
 	STAT(vlog_gc_rewritten_entries),
 	STAT(vlog_gc_rewritten_bytes),
 	STAT(vlog_gc_files_deleted),
+	STAT(vlog_direct_bytes),
 	STAT(live_memtables),
 	STAT(latest_version),
 	STAT(drops_in_effect),

@@ -547,6 +547,7 @@ typedef struct kv_stats {
     uint64_t vlog_gc_rewritten_entries;
     uint64_t vlog_gc_rewritten_bytes;
     uint64_t vlog_gc_files_deleted;
+    uint64_t vlog_direct_bytes;  /* bulk-load value bytes written with O_DIRECT */
     uint64_t live_memtables;
     uint64_t latest_version;
     uint64_t drops_in_effect;  /* DropPrefix/DropAll ranges still being applied */

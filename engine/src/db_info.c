@@ -95,6 +95,7 @@ void kv_get_stats(kv_db *db, kv_stats *st)
     st->vlog_gc_rewritten_entries = atomic_load(&sh->vlog.gc_rewritten_entries);
     st->vlog_gc_rewritten_bytes = atomic_load(&sh->vlog.gc_rewritten_bytes);
     st->vlog_gc_files_deleted = atomic_load(&sh->vlog.gc_files_deleted);
+    st->vlog_direct_bytes = atomic_load(&sh->vlog.direct_bytes);
     kv_mutex_lock(&sh->vlog.mu);
     {
         kv_vfile *f = kv_at(db, sh->vlog.files);

@@ -39,6 +39,12 @@ typedef struct kv_file {
 #define KV_O_EXCL 0x4      /* fail if it exists */
 #define KV_O_TRUNC 0x8     /* truncate to 0 */
 #define KV_O_APPEND_ONLY 0x10 /* hint: written sequentially */
+/* Bypass the page cache (O_DIRECT) where the env and file system allow it;
+ * the open fails with KV_INVALID where they do not.  Every write through
+ * such a handle must be KV_DIRECT_ALIGN-aligned in offset, length and
+ * memory.  Envs without a page cache ignore the flag. */
+#define KV_O_DIRECT 0x20
+#define KV_DIRECT_ALIGN 4096u
 
 typedef void (*kv_dir_cb)(void *ctx, const char *name);
 

@@ -33,10 +33,14 @@ static kv_status px_open(kv_env *env, const char *path, int flags, kv_file **out
     if (flags & KV_O_CREATE) oflags |= O_CREAT;
     if (flags & KV_O_EXCL) oflags |= O_EXCL;
     if (flags & KV_O_TRUNC) oflags |= O_TRUNC;
+    if (flags & KV_O_DIRECT) oflags |= O_DIRECT;
     oflags |= O_CLOEXEC;
     do {
         fd = open(path, oflags, 0600);
     } while (fd < 0 && errno == EINTR);
+    if (fd < 0 && errno == EINVAL && (flags & KV_O_DIRECT))
+        return kv_seterr(err, KV_INVALID, errno,
+                         "the file system of \"%s\" does not allow direct I/O", path);
     if (fd < 0)
         return kv_seterr(err, errno == ENOENT ? KV_NOT_FOUND : kv_status_from_errno(errno), errno,
                          "could not open file \"%s\"", path);

@@ -76,6 +76,10 @@ void kv_vcache_destroy(kv_db *db)
     c->list = NULL;
     if (c->head_file) db->env->close(c->head_file);
     c->head_file = NULL;
+    if (c->direct_file) db->env->close(c->direct_file);
+    c->direct_file = NULL;
+    free(c->bounce);
+    c->bounce = NULL;
     pthread_mutex_destroy(&c->mu);
 }
 
@@ -358,6 +362,99 @@ static kv_status head_handle(kv_db *db, uint32_t fid, kv_file **out, kv_err *err
     return st;
 }
 
+/* ---- bulk appends (O_DIRECT) ---- */
+
+/* This process's O_DIRECT handle on file fid, or NULL (direct I/O is then
+ * off for good in this process: the file system does not allow it). */
+static kv_file *direct_handle(kv_db *db, uint32_t fid)
+{
+    kv_vcache *c = &db->vcache;
+    kv_file *f = NULL;
+    pthread_mutex_lock(&c->mu);
+    if (!c->direct_off && (c->direct_fid != fid || !c->direct_file)) {
+        char path[KV_PATH_MAX + 32];
+        kv_err err;
+        kv_status st;
+        if (c->direct_file) db->env->close(c->direct_file);
+        c->direct_file = NULL;
+        vpath(db, path, sizeof path, fid);
+        st = db->env->open(db->env, path, KV_O_RDWR | KV_O_DIRECT, &c->direct_file, &err);
+        if (st == KV_OK && !c->bounce &&
+            posix_memalign((void **)&c->bounce, KV_DIRECT_ALIGN, KV_VLOG_BOUNCE) != 0)
+            c->bounce = NULL;
+        if (st != KV_OK || !c->bounce) {
+            if (st == KV_OK) db->env->close(c->direct_file);
+            c->direct_file = NULL;
+            c->direct_off = 1;
+            kv_log(db, KV_LOG_INFO, "value log: bulk appends go through the page cache (%s)",
+                   st != KV_OK ? err.msg : "out of memory");
+        } else
+            c->direct_fid = fid;
+    }
+    if (!c->direct_off) f = c->direct_file;
+    pthread_mutex_unlock(&c->mu);
+    return f;
+}
+
+/* Copies bytes [skip, skip + n) of the iovecs' concatenation to out. */
+static void iov_copy(const struct iovec *iov, int k, uint64_t skip, uint8_t *out, uint64_t n)
+{
+    for (int i = 0; i < k && n; i++) {
+        uint64_t len = iov[i].iov_len, take;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        take = len - skip < n ? len - skip : n;
+        memcpy(out, (const uint8_t *)iov[i].iov_base + skip, take);
+        out += take;
+        n -= take;
+        skip = 0;
+    }
+}
+
+/* Writes the iovecs' total bytes at start: the block-aligned middle
+ * through the O_DIRECT handle in KV_VLOG_BOUNCE pieces, the ends (and all
+ * of it, if direct I/O fails) through f.  The middle starts at or past the
+ * file's end, so no page-cache page of it exists that a direct write
+ * could leave stale; the ends are never written directly. */
+static kv_status write_bulk(kv_db *db, uint32_t fid, kv_file *f, const struct iovec *iov, int k,
+                            uint64_t start, uint64_t total, kv_err *err)
+{
+    kv_vcache *c = &db->vcache;
+    uint64_t a = (start + KV_DIRECT_ALIGN - 1) & ~(uint64_t)(KV_DIRECT_ALIGN - 1);
+    uint64_t e = (start + total) & ~(uint64_t)(KV_DIRECT_ALIGN - 1), done;
+    uint8_t edge[KV_DIRECT_ALIGN];
+    kv_file *d = e > a ? direct_handle(db, fid) : NULL;
+    kv_status st = KV_OK;
+    if (!d) return db->env->pwritev(f, iov, k, start, err);
+    if (a > start) {
+        iov_copy(iov, k, 0, edge, a - start);
+        st = kv_env_pwrite(db->env, f, edge, a - start, start, err);
+    }
+    for (done = a; st == KV_OK && done < e;) {
+        uint64_t n = e - done < KV_VLOG_BOUNCE ? e - done : KV_VLOG_BOUNCE;
+        iov_copy(iov, k, done - start, c->bounce, n);
+        st = kv_env_pwrite(db->env, d, c->bounce, n, done, err);
+        if (st == KV_OK) atomic_fetch_add_explicit(&db->sh->vlog.direct_bytes, n, memory_order_relaxed);
+        if (st == KV_INVALID || (st == KV_IO && err && err->sys_errno == EINVAL)) {
+            /* refused after all: the rest through the page cache */
+            pthread_mutex_lock(&c->mu);
+            c->direct_off = 1;
+            pthread_mutex_unlock(&c->mu);
+            kv_log(db, KV_LOG_INFO, "value log: direct write refused, bulk appends go through "
+                                    "the page cache");
+            st = kv_env_pwrite(db->env, f, c->bounce, n, done, err);
+        }
+        done += n;
+    }
+    if (st == KV_OK && start + total > e && e >= a) {
+        iov_copy(iov, k, e - start, edge, start + total - e);
+        st = kv_env_pwrite(db->env, f, edge, start + total - e, e, err);
+    }
+    return st;
+}
+
 kv_status kv_vlog_sync(kv_db *db, kv_err *err)
 {
     kv_vlog_shared *v = &db->sh->vlog;
@@ -414,6 +511,7 @@ kv_status kv_vlog_write(kv_db *db, kv_vlog_piece *pieces, int n, int sync, uint3
         uint64_t start, size, entries, total = 0;
         kv_file *f;
         kv_vfile *vf;
+        int bulk = 0;
 
         kv_mutex_lock(&v->mu);
         fid = v->head;
@@ -445,13 +543,17 @@ kv_status kv_vlog_write(kv_db *db, kv_vlog_piece *pieces, int n, int sync, uint3
             }
             iov[k].iov_base = p->vbuf;
             iov[k].iov_len = p->vlen;
+            bulk |= p->bulk;
             size += p->vlen;
             entries += p->n_entries;
             total += p->vlen;
             k++;
         }
         st = head_handle(db, fid, &f, err);
-        if (st == KV_OK) st = db->env->pwritev(f, iov, k, start, err);
+        if (st == KV_OK && bulk && total >= KV_VLOG_DIRECT_MIN)
+            st = write_bulk(db, fid, f, iov, k, start, total, err);
+        else if (st == KV_OK)
+            st = db->env->pwritev(f, iov, k, start, err);
         if (st != KV_OK) break;
         kv_mutex_lock(&v->mu);
         vf = kv_vlog_file(db, fid);

@@ -37,6 +37,8 @@
 #include "vlog_format.h"
 
 #define KV_VF_ACTIVE 1u  /* the head */
+#define KV_VLOG_DIRECT_MIN (1u << 20) /* smallest append written with O_DIRECT */
+#define KV_VLOG_BOUNCE (4u << 20)     /* bytes per O_DIRECT write */
 #define KV_VF_SEALED 2u
 #define KV_VF_DOOMED 3u  /* rewritten by GC, waiting to be unreachable */
 
@@ -60,7 +62,7 @@ typedef struct kv_vlog_shared {
     _Atomic uint64_t deletion_epoch;
     uint64_t discard_version; /* bumped on every discard change (DISCARD persistence) */
     _Atomic uint64_t gc_runs, gc_rewritten_entries, gc_rewritten_bytes, gc_files_deleted;
-    _Atomic uint64_t value_reads, bytes_appended;
+    _Atomic uint64_t value_reads, bytes_appended, direct_bytes;
 } kv_vlog_shared;
 
 /* One mapped vlog file in this process.  map, map_len and known_size
@@ -91,6 +93,10 @@ typedef struct kv_vcache {
     _Atomic uint64_t seen_epoch;
     kv_file *head_file;     /* this process's write handle on the head */
     uint32_t head_fid;
+    kv_file *direct_file;   /* ... and its O_DIRECT handle (bulk appends) */
+    uint32_t direct_fid;
+    int direct_off;         /* the file system refused direct I/O */
+    uint8_t *bounce;        /* aligned copy of a bulk append, KV_VLOG_BOUNCE bytes */
 } kv_vcache;
 
 struct kv_db;
@@ -120,12 +126,19 @@ typedef struct kv_vlog_piece {
     uint8_t *rec;           /* the batch's WAL record, pointers get patched */
     const uint32_t *ptrs;   /* triples: record offset of pointer, vbuf offset, frame length */
     uint32_t n_ptrs;
+    int bulk;               /* a spilling transaction's values (see kv_vlog_write) */
 } kv_vlog_piece;
 
 /* Appends every piece to the head (rotating between pieces as needed),
  * patches the pointers in the records, and with sync makes every vlog
- * byte written so far durable.  *hw_fid and *hw_end get the furthest position
- * written.  REQUIRES: caller is the leader. */
+ * byte written so far durable.  An append of at least KV_VLOG_DIRECT_MIN
+ * bytes that carries a bulk piece bypasses the page cache for its
+ * block-aligned middle (O_DIRECT; the unaligned ends go through the page
+ * cache): a bulk load's values are not read back soon, and filling new
+ * page-cache pages is what such a load spends most of its time on.
+ * Ordinary commits stay buffered, so values just written are read from
+ * memory.  *hw_fid and *hw_end get the furthest position written.
+ * REQUIRES: caller is the leader. */
 kv_status kv_vlog_write(struct kv_db *db, kv_vlog_piece *pieces, int n, int sync,
                         uint32_t *hw_fid, uint64_t *hw_end, kv_err *err);
 

@@ -377,6 +377,7 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
             pieces[npieces].rec = g[i].rec;
             pieces[npieces].ptrs = g[i].ptrs;
             pieces[npieces].n_ptrs = g[i].n_ptrs;
+            pieces[npieces].bulk = (g[i].flags & KV_WQ_VLOG_ONLY) != 0;
             npieces++;
         }
     if (npieces) {
