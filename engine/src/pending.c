@@ -474,7 +474,17 @@ static int newest_live_run(kv_pending *p, const kv_spill_run *r, const uint8_t *
     kv_sst_read_opts ro;
     size_t un = n - KV_TS_SIZE;
     int found = 0;
+    const uint8_t *lo, *hi;
+    size_t lon, hin;
     memset(&ro, 0, sizeof ro);
+    /* a key outside the run's range needs no bloom probe (in a load in
+     * key order, each new key is past every run) */
+    lo = kv_sst_smallest(r->sst, &lon);
+    hi = kv_sst_largest(r->sst, &hin);
+    if (lo && hi &&
+        (kv_ukey_cmp(seek, un, lo, kv_ikey_ulen(lon)) < 0 ||
+         kv_ukey_cmp(seek, un, hi, kv_ikey_ulen(hin)) > 0))
+        return 0;
     if (!kv_sst_may_contain(r->sst, seek, un)) return 0;
     kv_sst_iter_init(&it, r->sst, &ro);
     for (kv_sst_iter_seek(&it, seek, n); it.valid; kv_sst_iter_next(&it)) {

@@ -688,8 +688,21 @@ kv_status kv_write(kv_db *db, const kv_write_options *wo, kv_batch *b, uint64_t 
 
 kv_status kv_writer_vlog_only(kv_db *db, kv_batch *b, kv_err *err)
 {
+    kv_wq *q = &db->sh->wq;
     kv_status st = kv_check_bg_error(db, err);
     if (st != KV_OK || !b->n_ptrs) return st;
+    kv_mutex_lock(&q->mu);
+    if (!q->leader_active && !q->head) {
+        /* nobody to wait for: lead with the batch where it is, without
+         * copying megabytes of values into the shared heap */
+        grec own;
+        q->leader_active = 1;
+        grec_from_batch(&own, b);
+        own.version = ++q->last_version;
+        own.flags = KV_WQ_VLOG_ONLY;
+        return lead(db, &own, NULL, err); /* releases wq.mu */
+    }
+    kv_mutex_unlock(&q->mu);
     return enqueue_and_wait(db, b, 0, KV_WQ_VLOG_ONLY, NULL, NULL, err);
 }
 
