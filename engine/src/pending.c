@@ -91,6 +91,7 @@ void kv_pending_free(kv_pending *p, int committed)
     free(p->runs);
     free(p->dead);
     free_arena(p);
+    kv_batch_free(p->chunk);
     memset(p, 0, sizeof *p);
 }
 
@@ -194,7 +195,7 @@ static kv_status flush_values(kv_pending *p, kv_batch *chunk, uint8_t **ptrs, si
 static kv_status spill_values(kv_pending *p, uint64_t threshold, uint8_t **ptrs, size_t *n,
                               kv_err *err)
 {
-    kv_batch *chunk = kv_batch_new_for(p->db);
+    kv_batch *chunk = p->chunk ? p->chunk : (p->chunk = kv_batch_new_for(p->db));
     kv_sl_iter it;
     size_t cap = 0;
     kv_status st = KV_OK;
@@ -217,7 +218,7 @@ static kv_status spill_values(kv_pending *p, uint64_t threshold, uint8_t **ptrs,
             st = flush_values(p, chunk, ptrs, n, &cap, err);
     }
     if (st == KV_OK) st = flush_values(p, chunk, ptrs, n, &cap, err);
-    kv_batch_free(chunk);
+    kv_batch_clear(chunk); /* kept, with its buffers, for the next spill */
     return st;
 }
 
@@ -378,7 +379,11 @@ static kv_status spill(kv_pending *p, kv_err *err)
         if (st != KV_OK) run_close(p, &r);
     }
     if (st != KV_OK) return st;
-    free_arena(p); /* a new, empty arena on the next write */
+    /* empty the arena for the next writes; at full size already, it is
+     * reused in place (growing a fresh one from FIRST_ARENA would copy its
+     * entries at every doubling) unless an iterator still reads it */
+    if (p->iters_open == 0) kv_sl_init(p->sl, p->cap, 0x7478u);
+    else free_arena(p);
     if (p->n_runs >= KV_PENDING_MAX_RUNS && p->iters_open == 0) st = merge_runs(p, err);
     return st;
 }

@@ -76,6 +76,7 @@ typedef struct kv_pending {
         uint64_t bytes;
     } *vlog_bytes;          /* bytes written per file, for discard statistics */
     size_t n_vlog_bytes;
+    struct kv_batch *chunk; /* the spills' value-log batch, kept for its buffers */
 } kv_pending;
 
 void kv_pending_init(kv_pending *p, struct kv_db *db, size_t max_mem, int snap_slot);
