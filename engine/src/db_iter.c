@@ -80,6 +80,7 @@ struct kv_iter {
      * callback that records each key returned as read */
     kv_pending *pending;
     uint64_t pending_seq;
+    kv_drops_memo drops_memo;          /* for the view's drop list (reset with the view) */
     uint64_t n_keys, n_vlog_reads;     /* kv_iter_counters */
     void (*on_key)(void *ctx, const uint8_t *key, size_t n);
     void *on_key_ctx;
@@ -205,6 +206,7 @@ kv_status kv_iter_new_txn(kv_db *db, const kv_iter_options *io, uint64_t version
     it->ro.verify = db->opt->checksum_verification_mode == KV_VERIFY_ON_BLOCK_READ ||
                     db->opt->checksum_verification_mode == KV_VERIFY_ON_TABLE_AND_BLOCK_READ;
     it->view = kv_view_pin(db);
+    it->drops_memo.len = 0;
     kv_tcache_sweep(db, kv_ver_at(db, it->view->version));
     st = build_merge(it);
     if (st != KV_OK) {
@@ -271,10 +273,12 @@ static int hidden(const kv_iter *it, const kv_vstruct *vs)
 }
 
 /* Deleted by a drop (drops.h) in the pinned view's version. */
-static int covered(const kv_iter *it, const uint8_t *k, size_t un, uint64_t ver)
+static int covered(kv_iter *it, const uint8_t *k, size_t un, uint64_t ver)
 {
     const kv_version *v = kv_ver_at(it->db, it->view->version);
-    return v && v->drops && kv_drops_cover(kv_at(it->db, v->drops), k, un, ver, it->version);
+    return v && v->drops &&
+           kv_drops_cover_memo(kv_at(it->db, v->drops), &it->drops_memo, k, un,
+                               ver, it->version);
 }
 
 static void set_error(kv_iter *it)
@@ -588,6 +592,7 @@ static void maybe_refresh(kv_iter *it)
     it->ahead = NULL;
     kv_view_unpin(db, v);
     it->view = kv_view_pin(db);
+    it->drops_memo.len = 0;
     kv_tcache_sweep(db, kv_ver_at(db, it->view->version));
     st = build_merge(it);
     if (st != KV_OK) {

@@ -35,15 +35,16 @@ static int drop_matches(const kv_drop_list *l, const kv_drop_ent *e, uint64_t ve
     return e->version <= read_version && ver <= e->version;
 }
 
-int kv_drops_cover(const kv_drop_list *l, const uint8_t *k, size_t n, uint64_t ver,
-                   uint64_t read_version)
+/* 1 if a drop of l covers the entry (k, ver) for a reader at read_version,
+ * or with any_version, if some drop's prefix is a prefix of k at all. */
+static int match(const kv_drop_list *l, const uint8_t *k, size_t n, uint64_t ver,
+                 uint64_t read_version, int any_version)
 {
-    if (!l || !l->n) return 0;
     if (l->n_lens > KV_DROP_LENS) { /* many lengths: every drop */
         for (uint32_t i = 0; i < l->n; i++) {
             const kv_drop_ent *e = &l->e[i];
             if (e->len <= n && memcmp(k, ent_prefix(l, e), e->len) == 0 &&
-                drop_matches(l, e, ver, read_version))
+                (any_version || drop_matches(l, e, ver, read_version)))
                 return 1;
         }
         return 0;
@@ -59,8 +60,33 @@ int kv_drops_cover(const kv_drop_list *l, const uint8_t *k, size_t n, uint64_t v
         for (; lo < l->n; lo++) {
             const kv_drop_ent *e = &l->e[lo];
             if (e->len != len || memcmp(ent_prefix(l, e), k, len) != 0) break;
-            if (drop_matches(l, e, ver, read_version)) return 1;
+            if (any_version || drop_matches(l, e, ver, read_version)) return 1;
         }
+    }
+    return 0;
+}
+
+int kv_drops_cover(const kv_drop_list *l, const uint8_t *k, size_t n, uint64_t ver,
+                   uint64_t read_version)
+{
+    if (!l || !l->n) return 0;
+    return match(l, k, n, ver, read_version, 0);
+}
+
+int kv_drops_cover_memo(const kv_drop_list *l, kv_drops_memo *m, const uint8_t *k, size_t n,
+                        uint64_t ver, uint64_t read_version)
+{
+    uint32_t span;
+    if (!l || !l->n) return 0;
+    if (m->list == l && m->len && n >= m->len && memcmp(k, m->key, m->len) == 0) return 0;
+    if (match(l, k, n, ver, read_version, 0)) return 1;
+    /* no drop touches k's first `span` bytes: neither does one any key
+     * that starts with them (every drop prefix is at most span long) */
+    span = l->n_lens <= KV_DROP_LENS ? l->lens[l->n_lens - 1] : KV_DROP_PREFIX_MAX + 1;
+    if (span <= n && !match(l, k, n, 0, 0, 1)) {
+        m->list = l;
+        m->len = span;
+        memcpy(m->key, k, span);
     }
     return 0;
 }

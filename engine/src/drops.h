@@ -62,6 +62,21 @@ struct kv_db;
 int kv_drops_cover(const kv_drop_list *l, const uint8_t *k, size_t n, uint64_t ver,
                    uint64_t read_version);
 
+/* A key prefix that no drop of list touches (len 0: none known); zero it
+ * whenever the caller's drop list may change. */
+typedef struct kv_drops_memo {
+    const kv_drop_list *list;
+    uint32_t len;
+    uint8_t key[KV_DROP_PREFIX_MAX];
+} kv_drops_memo;
+
+/* kv_drops_cover for a caller that checks many keys in order (an
+ * iterator): once a key is found outside every drop, the longest drop
+ * prefix length of its bytes is remembered, and keys that start with them
+ * are answered by one comparison. */
+int kv_drops_cover_memo(const kv_drop_list *l, kv_drops_memo *m, const uint8_t *k, size_t n,
+                        uint64_t ver, uint64_t read_version);
+
 /* A new list (refs 1): base (offset, 0 = none) minus the drops with the
  * versions in retire[], plus add (if non-NULL).  *out = 0 if it is empty. */
 kv_status kv_drops_derive(struct kv_db *db, uint64_t base, const kv_drop *add,

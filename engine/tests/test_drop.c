@@ -257,6 +257,65 @@ START_TEST(test_many_drops)
 }
 END_TEST
 
+/* Keys before, inside and after drops of three prefix lengths, some keys
+ * shorter than the longest prefix: forward, reverse and after a seek, an
+ * iterator returns exactly the keys no drop covers (it remembers regions
+ * that no drop touches, so a wrong region would show here). */
+START_TEST(test_iterate_around_drops)
+{
+    static const char *keys[] = {"a1", "a2",  "b",   "b0",  "bb",  "bb1", "bc", "bcc",
+                                 "c",  "cc",  "ccc", "ccc1", "ccd", "d",   "da"};
+    static const char *live[] = {"b", "b0", "bc", "bcc", "c", "cc", "ccd", "d", "da"};
+    const int nk = (int)(sizeof keys / sizeof keys[0]), nl = (int)(sizeof live / sizeof live[0]);
+    char *dir = tu_mkdtemp("drop");
+    kv_options o;
+    kv_db *db;
+    kv_batch *b;
+    kv_iter *it;
+    kv_iter_options io;
+    kv_err err;
+    int n;
+    tu_small_options(&o, dir);
+    db = open_db(&o);
+    b = kv_batch_new_for(db);
+    for (int i = 0; i < nk; i++) TU_OK(kv_batch_put(b, keys[i], strlen(keys[i]), "v", 1, &err), &err);
+    TU_OK(kv_write(db, NULL, b, NULL, &err), &err);
+    kv_batch_free(b);
+    TU_OK(kv_drop_prefix(db, "a", 1, &err), &err);
+    TU_OK(kv_drop_prefix(db, "bb", 2, &err), &err);
+    TU_OK(kv_drop_prefix(db, "ccc", 3, &err), &err);
+    for (int pass = 0; pass < 2; pass++) { /* memtable, then tables */
+        for (int rev = 0; rev < 2; rev++) {
+            memset(&io, 0, sizeof io);
+            io.reverse = rev;
+            TU_OK(kv_iter_new(db, &io, &it, &err), &err);
+            n = 0;
+            for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it), n++) {
+                size_t kn;
+                const char *k = kv_iter_key(it, &kn), *want = live[rev ? nl - 1 - n : n];
+                ck_assert_msg(n < nl && kn == strlen(want) && !memcmp(k, want, kn),
+                              "pass %d rev %d: entry %d is %.*s", pass, rev, n, (int)kn, k);
+            }
+            TU_OK(kv_iter_status(it, &err), &err);
+            ck_assert_int_eq(n, nl);
+            kv_iter_seek(it, "bb", 2); /* lands after the dropped region */
+            ck_assert(kv_iter_valid(it));
+            {
+                size_t kn;
+                const char *k = kv_iter_key(it, &kn);
+                ck_assert_msg(rev ? kn == 2 && !memcmp(k, "b0", 2) : kn == 2 && !memcmp(k, "bc", 2),
+                              "seek: %.*s", (int)kn, k);
+            }
+            kv_iter_free(it);
+        }
+        TU_OK(kv_flush(db, &err), &err);
+    }
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_write_batch)
 {
     char *dir = tu_mkdtemp("drop");
@@ -314,6 +373,7 @@ int main(void)
     tcase_add_test(tc, test_drop_all_and_tables);
     tcase_add_test(tc, test_write_batch);
     tcase_add_test(tc, test_many_drops);
+    tcase_add_test(tc, test_iterate_around_drops);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
