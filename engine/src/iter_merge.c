@@ -1,6 +1,8 @@
 /*
  * iter_merge.c - k-way merge of internal iterators in one direction, with
- * a binary heap of the children that are positioned (see iter.h).
+ * a binary heap of the children that are positioned (see iter.h).  Each
+ * positioned child's current key is kept here, so ordering the heap makes
+ * no call into the children.
  */
 #include <stdlib.h>
 
@@ -14,15 +16,20 @@ struct kv_merge {
     int reverse;
     int *heap;       /* child indexes, best at heap[0] */
     int hn;
+    const uint8_t **key; /* each positioned child's current key */
+    size_t *klen;
 };
+
+/* Remembers child i's key (it is positioned). */
+static void load_key(kv_merge *m, int i)
+{
+    m->key[i] = m->c[i]->vt->key(m->c[i], &m->klen[i]);
+}
 
 /* 1 if child a should come before child b. */
 static int before(const kv_merge *m, int a, int b)
 {
-    size_t na, nb;
-    const uint8_t *ka = m->c[a]->vt->key(m->c[a], &na);
-    const uint8_t *kb = m->c[b]->vt->key(m->c[b], &nb);
-    int c = kv_ikey_cmp(ka, na, kb, nb);
+    int c = kv_ikey_cmp(m->key[a], m->klen[a], m->key[b], m->klen[b]);
     if (c == 0) return a < b;
     return m->reverse ? c > 0 : c < 0;
 }
@@ -45,7 +52,10 @@ static void rebuild(kv_merge *m)
 {
     m->hn = 0;
     for (int i = 0; i < m->n; i++)
-        if (m->c[i]->vt->valid(m->c[i])) m->heap[m->hn++] = i;
+        if (m->c[i]->vt->valid(m->c[i])) {
+            load_key(m, i);
+            m->heap[m->hn++] = i;
+        }
     for (int i = m->hn / 2 - 1; i >= 0; i--) sift_down(m, i);
 }
 
@@ -55,9 +65,13 @@ kv_merge *kv_merge_new(kv_iiter **children, int n, int reverse)
     if (!m) return NULL;
     m->c = malloc(sizeof *m->c * (size_t)(n ? n : 1));
     m->heap = malloc(sizeof *m->heap * (size_t)(n ? n : 1));
-    if (!m->c || !m->heap) {
+    m->key = malloc(sizeof *m->key * (size_t)(n ? n : 1));
+    m->klen = malloc(sizeof *m->klen * (size_t)(n ? n : 1));
+    if (!m->c || !m->heap || !m->key || !m->klen) {
         free(m->c);
         free(m->heap);
+        free(m->key);
+        free(m->klen);
         free(m);
         return NULL;
     }
@@ -73,6 +87,8 @@ void kv_merge_free(kv_merge *m)
     for (int i = 0; i < m->n; i++) m->c[i]->vt->destroy(m->c[i]);
     free(m->c);
     free(m->heap);
+    free(m->key);
+    free(m->klen);
     free(m);
 }
 
@@ -102,6 +118,7 @@ void kv_merge_next(kv_merge *m)
     if (m->reverse) top->vt->prev(top);
     else top->vt->next(top);
     if (!top->vt->valid(top)) m->heap[0] = m->heap[--m->hn];
+    else load_key(m, m->heap[0]);
     if (m->hn) sift_down(m, 0);
 }
 
@@ -112,7 +129,8 @@ int kv_merge_valid(const kv_merge *m)
 
 const uint8_t *kv_merge_key(const kv_merge *m, size_t *n)
 {
-    return m->c[m->heap[0]]->vt->key(m->c[m->heap[0]], n);
+    *n = m->klen[m->heap[0]];
+    return m->key[m->heap[0]];
 }
 
 const uint8_t *kv_merge_value(const kv_merge *m, size_t *n)
