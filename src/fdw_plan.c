@@ -35,6 +35,7 @@
 #include "parser/parsetree.h"
 #include "utils/array.h"
 #include "utils/lsyscache.h"
+#include "utils/typcache.h"
 #include "utils/pg_locale.h"
 #include "utils/rel.h"
 #include "utils/selfuncs.h"
@@ -89,13 +90,13 @@ key_pos_of(KvsepTable *t, Index relid, Node *n)
 	return -1;
 }
 
-/* The column's default btree opfamily. */
+/* The column's default btree opfamily (from the type cache: looking up
+ * the default opclass in pg_opclass for every clause was an index scan per
+ * clause at every planning). */
 static Oid
 btree_family(Oid typid)
 {
-	Oid			opclass = GetDefaultOpClass(typid, BTREE_AM_OID);
-
-	return OidIsValid(opclass) ? get_opclass_family(opclass) : InvalidOid;
+	return lookup_type_cache(typid, TYPECACHE_BTREE_OPFAMILY)->btree_opf;
 }
 
 /* The other side can be evaluated before the scan, and encodes like the column. */
