@@ -68,3 +68,35 @@ FROM blobs b ORDER BY id;
 UPDATE blobs SET big = big || 'tail' WHERE id = 1;
 SELECT id, length(big), right(big, 6) FROM blobs ORDER BY id;
 DROP TABLE src;
+
+-- an INSERT of a key above the table's largest makes no lookup; duplicates
+-- are still found: in the same statement (the last key again, an earlier
+-- one), against stored rows, after a BEFORE trigger wrote to the table,
+-- and after a DELETE in the same transaction
+CREATE FOREIGN TABLE seq_keys (id int, v text) SERVER kv;
+INSERT INTO seq_keys SELECT g, 'a' FROM generate_series(1, 5) g;
+INSERT INTO seq_keys SELECT g, 'b' FROM generate_series(6, 9) g UNION ALL SELECT 9, 'dup';
+INSERT INTO seq_keys SELECT g, 'b' FROM generate_series(6, 9) g UNION ALL SELECT 7, 'dup';
+INSERT INTO seq_keys VALUES (5, 'the largest');
+INSERT INTO seq_keys VALUES (6, 'above'), (8, 'above'), (7, 'between');
+SELECT id, v FROM seq_keys ORDER BY id;
+CREATE FUNCTION seq_keys_ahead() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id = 11 THEN
+        INSERT INTO seq_keys VALUES (12, 'by the trigger');
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER ahead BEFORE INSERT ON seq_keys FOR EACH ROW EXECUTE FUNCTION seq_keys_ahead();
+INSERT INTO seq_keys VALUES (10, 'x'), (11, 'y'), (12, 'z');
+INSERT INTO seq_keys VALUES (10, 'x'), (11, 'y');
+SELECT id, v FROM seq_keys WHERE id >= 10 ORDER BY id;
+DROP TRIGGER ahead ON seq_keys;
+DROP FUNCTION seq_keys_ahead();
+BEGIN;
+DELETE FROM seq_keys WHERE id >= 11;
+INSERT INTO seq_keys VALUES (11, 'again'), (12, 'again');
+INSERT INTO seq_keys VALUES (12, 'twice');
+ROLLBACK;
+SELECT id, v FROM seq_keys WHERE id >= 10 ORDER BY id;
+DROP FOREIGN TABLE seq_keys;

@@ -42,6 +42,11 @@ typedef struct ModifyState
 	kv_buf		val;
 	KvsepOolReader *ool;		/* DELETE RETURNING's reads */
 	bool		token_noted;	/* the table's range token noted as written */
+	/* INSERT: no key above top exists (see above_top) */
+	StringInfoData top;
+	bool		top_known;
+	uint64		top_version;	/* the snapshot it was found at */
+	uint64		top_mark;		/* the transaction's writes when last checked */
 } ModifyState;
 
 static char *
@@ -94,6 +99,7 @@ begin_state(ResultRelInfo *rinfo, EState *estate, bool do_nothing)
 	initStringInfo(&s->row);
 	initStringInfo(&s->companion);
 	initStringInfo(&s->ckey);
+	initStringInfo(&s->top);
 	return s;
 }
 
@@ -140,6 +146,89 @@ key_exists(kv_txn *txn, StringInfo key)
 	if (st != KV_OK)
 		kvsep_raise(st, &err, "checking a key");
 	return true;
+}
+
+/* Orders two keys as the engine does: bytes, then the shorter first. */
+static int
+key_cmp(const char *a, int an, const char *b, int bn)
+{
+	int			c = memcmp(a, b, Min(an, bn));
+
+	return c ? c : (an > bn) - (an < bn);
+}
+
+/*
+ * 1 if no row of the table can have this key because it is above "top":
+ * the largest key at the transaction's snapshot, over its pending writes,
+ * found when the statement first inserts and raised by each key it
+ * inserts.  Such an insert needs no lookup (a load in key order makes
+ * none); its key is still noted as read, so a concurrent insert of the
+ * same key conflicts as before.  top is found again when the snapshot has
+ * moved or the transaction wrote through someone else (a trigger) since
+ * this statement's last insert.
+ */
+static bool
+above_top(ModifyState *s, kv_txn *txn, StringInfo key)
+{
+	kv_err		err;
+	kv_status	st;
+
+	if (!s->top_known || s->top_version != kv_txn_read_version(txn) ||
+		s->top_mark != kv_txn_mark(txn))
+	{
+		kv_iter_options io;
+		kv_iter    *it;
+		uint8		hi[KVSEP_PREFIX_MAX];
+
+		kvsep_prefix_bounds(s->t->prefix, s->t->prefix_len, hi, &io);
+		io.reverse = 1;
+		io.key_only = 1;
+		kvsep_err_init(&err);
+		st = kv_txn_iter_new(txn, &io, &it, &err);
+		if (st != KV_OK)
+			kvsep_raise(st, &err, "inserting a row");
+		kvsep_iter_opened(it);
+		kv_iter_rewind(it);
+		resetStringInfo(&s->top);
+		if (kv_iter_valid(it))
+		{
+			size_t		n;
+			const char *k = kv_iter_key(it, &n);
+
+			appendBinaryStringInfo(&s->top, k, (int) n);
+		}
+		else
+			appendBinaryStringInfo(&s->top, (const char *) s->t->prefix, s->t->prefix_len);
+		st = kv_iter_status(it, &err);
+		kvsep_iter_closed(it);
+		kv_iter_free(it);
+		if (st != KV_OK)
+			kvsep_raise(st, &err, "inserting a row");
+		s->top_known = true;
+		s->top_version = kv_txn_read_version(txn);
+		s->top_mark = kv_txn_mark(txn);
+	}
+	if (key_cmp(key->data, key->len, s->top.data, s->top.len) <= 0)
+		return false;
+	kvsep_err_init(&err);
+	st = kv_txn_note_read(txn, key->data, key->len, &err);
+	if (st != KV_OK)
+		kvsep_raise(st, &err, "checking a key");
+	return true;
+}
+
+/* After this statement inserted key: top rises to it. */
+static void
+raise_top(ModifyState *s, kv_txn *txn, StringInfo key)
+{
+	if (!s->top_known)
+		return;
+	if (key_cmp(key->data, key->len, s->top.data, s->top.len) > 0)
+	{
+		resetStringInfo(&s->top);
+		appendBinaryStringInfo(&s->top, key->data, key->len);
+	}
+	s->top_mark = kv_txn_mark(txn);
 }
 
 static void
@@ -255,7 +344,7 @@ insert_one(ModifyState *s, TupleTableSlot *slot)
 	resetStringInfo(&s->key);
 	resetStringInfo(&s->row);
 	kvsep_table_key(s->t, slot->tts_values, slot->tts_isnull, &s->key);
-	if (key_exists(txn, &s->key))
+	if (!above_top(s, txn, &s->key) && key_exists(txn, &s->key))
 	{
 		if (!s->do_nothing)
 			duplicate(s, slot);
@@ -267,6 +356,7 @@ insert_one(ModifyState *s, TupleTableSlot *slot)
 						 &s->companion);
 		note_table_written(s, txn);
 		put_row(s, txn, &s->key, "inserting a row");
+		raise_top(s, txn, &s->key);
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(s->tmp);
