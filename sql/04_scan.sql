@@ -70,3 +70,19 @@ SELECT * FROM names_d WHERE n = 'B';
 -- ANALYZE samples through an iterator
 ANALYZE items;
 SELECT reltuples FROM pg_class WHERE relname = 'items';
+
+-- keys are decoded only when a key column is used above the scan or by a
+-- qual left to the executor; each of these needs them, or none of them
+SELECT count(*), sum(length(label)) FROM items WHERE id BETWEEN 100 AND 199;
+SELECT count(*) FROM items WHERE id % 7 = 0 AND id < 100;
+SELECT grp, count(*) FROM items WHERE id <= 20 GROUP BY grp ORDER BY grp;
+SELECT label FROM items WHERE id > 995 ORDER BY id DESC;
+SELECT i.label, w.id FROM wanted w JOIN items i ON i.id = w.id ORDER BY w.id;
+SELECT i.label FROM wanted w JOIN items i ON i.id = w.id ORDER BY i.label;
+SELECT t FROM items t WHERE id = 3;
+SELECT sum(b) FROM pairs WHERE a = 4;
+SELECT count(*) FROM pairs WHERE a = 4 AND b > 15;
+BEGIN;
+UPDATE items SET label = label || '!' WHERE id BETWEEN 1 AND 3 RETURNING id, label;
+DELETE FROM items WHERE id = 2 RETURNING *;
+ROLLBACK;

@@ -489,15 +489,24 @@ kvsepGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 /* Whether only key columns that the key decodes are needed (by the
  * nodes above - the rel's target, not the scan's possibly physical tlist -
  * and by the quals). */
+/* The rel's columns used by the nodes above and by quals (attribute
+ * numbers offset by FirstLowInvalidHeapAttributeNumber). */
+static Bitmapset *
+used_attrs(RelOptInfo *baserel, List *quals)
+{
+	Bitmapset  *attrs = NULL;
+
+	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attrs);
+	pull_varattnos((Node *) quals, baserel->relid, &attrs);
+	return attrs;
+}
+
 static bool
 key_only(KvsepTable *t, RelOptInfo *baserel, List *scan_clauses)
 {
-	Bitmapset  *attrs = NULL;
-	Index		relid = baserel->relid;
+	Bitmapset  *attrs = used_attrs(baserel, extract_actual_clauses(scan_clauses, false));
 	int			x = -1;
 
-	pull_varattnos((Node *) baserel->reltarget->exprs, relid, &attrs);
-	pull_varattnos((Node *) extract_actual_clauses(scan_clauses, false), relid, &attrs);
 	while ((x = bms_next_member(attrs, x)) >= 0)
 	{
 		AttrNumber	attno = x + FirstLowInvalidHeapAttributeNumber;
@@ -510,6 +519,29 @@ key_only(KvsepTable *t, RelOptInfo *baserel, List *scan_clauses)
 			return false;
 	}
 	return true;
+}
+
+/* Whether a key column is used by the nodes above or by the quals left
+ * to the executor (a whole-row reference, e.g. for EvalPlanQual's row
+ * marks, uses them all): if not, the scan does not decode keys.  The
+ * quals that became bounds are rechecked only by EvalPlanQual, on its own
+ * copy of the row. */
+static bool
+need_key(KvsepTable *t, RelOptInfo *baserel, List *local_quals)
+{
+	Bitmapset  *attrs = used_attrs(baserel, local_quals);
+	int			x = -1;
+
+	while ((x = bms_next_member(attrs, x)) >= 0)
+	{
+		AttrNumber	attno = x + FirstLowInvalidHeapAttributeNumber;
+
+		if (attno == 0)
+			return true;
+		if (attno > 0 && attno <= t->natts && t->is_key[attno - 1])
+			return true;
+	}
+	return false;
 }
 
 static ForeignScan *
@@ -549,9 +581,10 @@ kvsepGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 		foreach(lc, scan_clauses)
 			if (!list_member_ptr(a.used, lfirst(lc)))
 				local = lappend(local, lfirst(lc));
-		return make_foreignscan(tlist, extract_actual_clauses(local, false), baserel->relid,
-								exprs, priv, NIL, extract_actual_clauses(a.used, false),
-								outer_plan);
+		local = extract_actual_clauses(local, false);
+		priv = lappend(priv, makeInteger(need_key(ri->t, baserel, local)));
+		return make_foreignscan(tlist, local, baserel->relid, exprs, priv, NIL,
+								extract_actual_clauses(a.used, false), outer_plan);
 	}
 }
 

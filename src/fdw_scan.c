@@ -45,6 +45,7 @@ typedef struct KvScan
 	KvsepTable *t;
 	int			access, direction, n_eq, in_pos;
 	bool		key_only, has_lower, lower_incl, has_upper, upper_incl;
+	bool		need_key;		/* decode key columns (KVSEP_PI_NEED_KEY) */
 	List	   *exprs;			/* ExprState * of fdw_exprs */
 	KeyRange   *ranges;
 	int			n_ranges, cur;	/* range being read */
@@ -81,6 +82,7 @@ kvsepBeginForeignScan(ForeignScanState *node, int eflags)
 	s->lower_incl = plan_int(priv, KVSEP_PI_LOWER_INCL);
 	s->has_upper = plan_int(priv, KVSEP_PI_HAS_UPPER);
 	s->upper_incl = plan_int(priv, KVSEP_PI_UPPER_INCL);
+	s->need_key = plan_int(priv, KVSEP_PI_NEED_KEY);
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 	s->t = kvsep_table_open(node->ss.ss_currentRelation, false);
@@ -295,7 +297,8 @@ open_iter(KvScan *s, KeyRange *r)
 	kv_iter_rewind(s->it);
 }
 
-/* Fills the slot from a key and (unless key-only) its row value. */
+/* Fills the slot from a key (unless no key column is used) and (unless
+ * key-only) its row value. */
 static void
 store_row(ForeignScanState *node, KvScan *s, const uint8 *key, size_t klen, const uint8 *val,
 		  size_t vlen, bool have_val)
@@ -309,7 +312,8 @@ store_row(ForeignScanState *node, KvScan *s, const uint8 *key, size_t klen, cons
 	old = MemoryContextSwitchTo(s->row_cxt);
 	for (int i = 0; i < desc->natts; i++)
 		slot->tts_isnull[i] = true;
-	kvsep_table_decode_key(s->t, key, klen, slot->tts_values, slot->tts_isnull);
+	if (s->need_key)
+		kvsep_table_decode_key(s->t, key, klen, slot->tts_values, slot->tts_isnull);
 	if (have_val)
 		kvsep_decode_row(s->t, desc, val, vlen, slot->tts_values, slot->tts_isnull, s->ool, key,
 						 klen);

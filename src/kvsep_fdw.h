@@ -299,6 +299,7 @@ enum KvsepPlanItem
 	KVSEP_PI_LOWER_INCL,
 	KVSEP_PI_HAS_UPPER,
 	KVSEP_PI_UPPER_INCL,
+	KVSEP_PI_NEED_KEY,			/* a key column is used above the scan (decode keys) */
 	KVSEP_PI_COUNT
 };
 
