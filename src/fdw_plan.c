@@ -22,7 +22,6 @@
 #include "access/table.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_opfamily.h"
-#include "commands/defrem.h"
 #include "foreign/fdwapi.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
