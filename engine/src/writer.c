@@ -541,17 +541,48 @@ static int txn_conflicts(kv_db *db, const kv_batch *b, uint64_t version)
     return 0;
 }
 
+static kv_status txn_conflict_err(kv_err *err)
+{
+    return kv_seterr(err, KV_CONFLICT, 0,
+                     "transaction conflict: a key it read was written by a transaction that "
+                     "committed after it began");
+}
+
+/* Writes b (NULL: only flags' work) through the queue: leads at once if
+ * the queue is idle, else queues it and waits for a leader, or leads when
+ * its turn comes. */
 static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int flags, void *special,
                                   uint64_t *version_out, kv_err *err)
 {
     kv_wq *q = &db->sh->wq;
-    size_t img = image_size(b);
-    /* an ingest or drop is private: only its owner can run it */
-    uint64_t off = special ? 0 : kv_heap_alloc_db(db, sizeof(kv_wq_item) + img), version;
+    uint64_t off, version;
     kv_wq_item *it;
     kv_status st;
     int staged = 1;
 
+    kv_mutex_lock(&q->mu);
+    if (!q->leader_active && !q->head) {
+        /* nobody leading or queued: lead at once with the batch where it
+         * is, with no copy of it (megabytes for a spill) into the shared
+         * heap */
+        grec own;
+        if (txn_conflicts(db, b, q->last_version + 1)) {
+            kv_mutex_unlock(&q->mu);
+            return txn_conflict_err(err);
+        }
+        q->leader_active = 1;
+        grec_from_batch(&own, b);
+        own.version = b ? ++q->last_version : q->last_version;
+        own.flags = flags;
+        own.sync = sync;
+        own.special = special;
+        st = lead(db, &own, NULL, err); /* releases wq.mu */
+        if (st == KV_OK && version_out) *version_out = own.version;
+        return st;
+    }
+    kv_mutex_unlock(&q->mu);
+    /* an ingest or drop is private: only its owner can run it */
+    off = special ? 0 : kv_heap_alloc_db(db, sizeof(kv_wq_item) + image_size(b));
     if (!off) { /* too big to stage: keep it private */
         staged = 0;
         off = kv_heap_alloc_db(db, sizeof(kv_wq_item));
@@ -574,9 +605,7 @@ static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int flags, v
     if (txn_conflicts(db, b, q->last_version + 1)) {
         kv_mutex_unlock(&q->mu);
         kv_heap_free_db(db, off);
-        return kv_seterr(err, KV_CONFLICT, 0,
-                         "transaction conflict: a key it read was written by a transaction that "
-                         "committed after it began");
+        return txn_conflict_err(err);
     }
     version = b ? ++q->last_version : q->last_version;
     it->version = version;
@@ -623,7 +652,6 @@ static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int flags, v
 kv_status kv_write(kv_db *db, const kv_write_options *wo, kv_batch *b, uint64_t *version_out,
                    kv_err *err)
 {
-    kv_wq *q;
     kv_batch *conv = NULL;
     uint64_t threshold;
     int sync;
@@ -660,49 +688,15 @@ kv_status kv_write(kv_db *db, const kv_write_options *wo, kv_batch *b, uint64_t 
         return st;
     }
     sync = !db->opt->in_memory && ((wo && wo->sync) || db->opt->sync_writes);
-    q = &db->sh->wq;
-
-    kv_mutex_lock(&q->mu);
-    if (!q->leader_active && !q->head) {
-        grec own;
-        if (txn_conflicts(db, b, q->last_version + 1)) {
-            kv_mutex_unlock(&q->mu);
-            kv_batch_free(conv);
-            return kv_seterr(err, KV_CONFLICT, 0,
-                             "transaction conflict: a key it read was written by a transaction "
-                             "that committed after it began");
-        }
-        q->leader_active = 1;
-        grec_from_batch(&own, b);
-        own.version = ++q->last_version;
-        own.sync = sync;
-        st = lead(db, &own, NULL, err); /* releases wq.mu */
-        if (st == KV_OK && version_out) *version_out = own.version;
-    } else {
-        kv_mutex_unlock(&q->mu);
-        st = enqueue_and_wait(db, b, sync, 0, NULL, version_out, err);
-    }
+    st = enqueue_and_wait(db, b, sync, 0, NULL, version_out, err);
     kv_batch_free(conv);
     return st;
 }
 
 kv_status kv_writer_vlog_only(kv_db *db, kv_batch *b, kv_err *err)
 {
-    kv_wq *q = &db->sh->wq;
     kv_status st = kv_check_bg_error(db, err);
     if (st != KV_OK || !b->n_ptrs) return st;
-    kv_mutex_lock(&q->mu);
-    if (!q->leader_active && !q->head) {
-        /* nobody to wait for: lead with the batch where it is, without
-         * copying megabytes of values into the shared heap */
-        grec own;
-        q->leader_active = 1;
-        grec_from_batch(&own, b);
-        own.version = ++q->last_version;
-        own.flags = KV_WQ_VLOG_ONLY;
-        return lead(db, &own, NULL, err); /* releases wq.mu */
-    }
-    kv_mutex_unlock(&q->mu);
     return enqueue_and_wait(db, b, 0, KV_WQ_VLOG_ONLY, NULL, NULL, err);
 }
 
