@@ -129,25 +129,6 @@ kvsepBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *f
 	rinfo->ri_FdwState = s;
 }
 
-/* Does key exist (pending writes included)?  The read is noted for
- * conflict detection: a concurrent insert of the same key conflicts. */
-static bool
-key_exists(kv_txn *txn, StringInfo key)
-{
-	kv_err		err;
-	kv_status	st;
-
-	kvsep_err_init(&err);
-	st = kv_txn_note_read(txn, key->data, key->len, &err);
-	if (st == KV_OK)
-		st = kv_txn_get(txn, key->data, key->len, NULL, NULL, &err);
-	if (st == KV_NOT_FOUND)
-		return false;
-	if (st != KV_OK)
-		kvsep_raise(st, &err, "checking a key");
-	return true;
-}
-
 /* Orders two keys as the engine does: bytes, then the shorter first. */
 static int
 key_cmp(const char *a, int an, const char *b, int bn)
@@ -158,77 +139,60 @@ key_cmp(const char *a, int an, const char *b, int bn)
 }
 
 /*
- * 1 if no row of the table can have this key because it is above "top":
- * the largest key at the transaction's snapshot, over its pending writes,
- * found when the statement first inserts and raised by each key it
- * inserts.  Such an insert needs no lookup (a load in key order makes
- * none); its key is still noted as read, so a concurrent insert of the
- * same key conflicts as before.  top is found again when the snapshot has
- * moved or the transaction wrote through someone else (a trigger) since
- * this statement's last insert.
+ * For INSERT: 1 if no row of the table can have this key because it is
+ * above "top", the table's largest key at the transaction's snapshot over
+ * its pending writes.  top is found at the statement's first insert,
+ * raised by each key it inserts (raise_top), and found again when the
+ * snapshot has moved or the transaction wrote through something else (a
+ * trigger) since the statement's last insert.  A load in key order thus
+ * makes no lookup.
  */
 static bool
 above_top(ModifyState *s, kv_txn *txn, StringInfo key)
 {
-	kv_err		err;
-	kv_status	st;
-
 	if (!s->top_known || s->top_version != kv_txn_read_version(txn) ||
 		s->top_mark != kv_txn_mark(txn))
 	{
-		kv_iter_options io;
-		kv_iter    *it;
-		uint8		hi[KVSEP_PREFIX_MAX];
-
-		kvsep_prefix_bounds(s->t->prefix, s->t->prefix_len, hi, &io);
-		io.reverse = 1;
-		io.key_only = 1;
-		kvsep_err_init(&err);
-		st = kv_txn_iter_new(txn, &io, &it, &err);
-		if (st != KV_OK)
-			kvsep_raise(st, &err, "inserting a row");
-		kvsep_iter_opened(it);
-		kv_iter_rewind(it);
-		resetStringInfo(&s->top);
-		if (kv_iter_valid(it))
-		{
-			size_t		n;
-			const char *k = kv_iter_key(it, &n);
-
-			appendBinaryStringInfo(&s->top, k, (int) n);
-		}
-		else
-			appendBinaryStringInfo(&s->top, (const char *) s->t->prefix, s->t->prefix_len);
-		st = kv_iter_status(it, &err);
-		kvsep_iter_closed(it);
-		kv_iter_free(it);
-		if (st != KV_OK)
-			kvsep_raise(st, &err, "inserting a row");
+		kvsep_table_last_key(s->t, &s->top, "inserting a row");
 		s->top_known = true;
 		s->top_version = kv_txn_read_version(txn);
 		s->top_mark = kv_txn_mark(txn);
 	}
-	if (key_cmp(key->data, key->len, s->top.data, s->top.len) <= 0)
-		return false;
-	kvsep_err_init(&err);
-	st = kv_txn_note_read(txn, key->data, key->len, &err);
-	if (st != KV_OK)
-		kvsep_raise(st, &err, "checking a key");
-	return true;
+	return key_cmp(key->data, key->len, s->top.data, s->top.len) > 0;
 }
 
-/* After this statement inserted key: top rises to it. */
+/* After an insert of key (above_top was asked first): top rises to it. */
 static void
 raise_top(ModifyState *s, kv_txn *txn, StringInfo key)
 {
-	if (!s->top_known)
-		return;
 	if (key_cmp(key->data, key->len, s->top.data, s->top.len) > 0)
 	{
 		resetStringInfo(&s->top);
 		appendBinaryStringInfo(&s->top, key->data, key->len);
 	}
 	s->top_mark = kv_txn_mark(txn);
+}
+
+/* Does key exist (pending writes included)?  known_absent: it cannot
+ * (above_top), no lookup.  The read is noted for conflict detection
+ * either way: a concurrent insert of the same key conflicts. */
+static bool
+key_exists(kv_txn *txn, StringInfo key, bool known_absent)
+{
+	kv_err		err;
+	kv_status	st;
+
+	kvsep_err_init(&err);
+	st = kv_txn_note_read(txn, key->data, key->len, &err);
+	if (st == KV_OK && known_absent)
+		return false;
+	if (st == KV_OK)
+		st = kv_txn_get(txn, key->data, key->len, NULL, NULL, &err);
+	if (st == KV_NOT_FOUND)
+		return false;
+	if (st != KV_OK)
+		kvsep_raise(st, &err, "checking a key");
+	return true;
 }
 
 static void
@@ -344,7 +308,7 @@ insert_one(ModifyState *s, TupleTableSlot *slot)
 	resetStringInfo(&s->key);
 	resetStringInfo(&s->row);
 	kvsep_table_key(s->t, slot->tts_values, slot->tts_isnull, &s->key);
-	if (!above_top(s, txn, &s->key) && key_exists(txn, &s->key))
+	if (key_exists(txn, &s->key, above_top(s, txn, &s->key)))
 	{
 		if (!s->do_nothing)
 			duplicate(s, slot);
@@ -435,7 +399,7 @@ kvsepExecForeignUpdate(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slo
 		kvsep_raise(err.code, &err, "updating a row");
 	moved = s->key.len != s->old_key.len ||
 		memcmp(s->key.data, s->old_key.data, s->key.len) != 0;
-	if (moved && key_exists(txn, &s->key))
+	if (moved && key_exists(txn, &s->key, false))
 		duplicate(s, slot);
 	/* (encoded before anything is written: a row that is too large fails
 	 * with nothing of the update done) */

@@ -485,11 +485,9 @@ kvsepGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 
 /* ---- the plan ---- */
 
-/* Whether only key columns that the key decodes are needed (by the
- * nodes above - the rel's target, not the scan's possibly physical tlist -
- * and by the quals). */
-/* The rel's columns used by the nodes above and by quals (attribute
- * numbers offset by FirstLowInvalidHeapAttributeNumber). */
+/* The rel's columns used by the nodes above (the rel's target, not the
+ * scan's possibly physical tlist) and by quals; attribute numbers offset
+ * by FirstLowInvalidHeapAttributeNumber. */
 static Bitmapset *
 used_attrs(RelOptInfo *baserel, List *quals)
 {
@@ -500,6 +498,8 @@ used_attrs(RelOptInfo *baserel, List *quals)
 	return attrs;
 }
 
+/* Whether only key columns that the key decodes are needed (by the nodes
+ * above and by the quals). */
 static bool
 key_only(KvsepTable *t, RelOptInfo *baserel, List *scan_clauses)
 {

@@ -226,6 +226,7 @@ void		kvsep_prefix_bounds(const uint8 *prefix, int len, uint8 *hi, kv_iter_optio
 kv_iter    *kvsep_table_iter_all(KvsepTable *t, const char *what);
 /* The same over the table's companions (out-of-line values). */
 kv_iter    *kvsep_table_iter_ool(KvsepTable *t, const char *what);
+void		kvsep_table_last_key(KvsepTable *t, StringInfo out, const char *what);
 /* key = prefix ++ encoded key columns of values[]; a NULL key column is a
  * not_null_violation. */
 void		kvsep_table_key(KvsepTable *t, Datum *values, bool *isnull, StringInfo key);

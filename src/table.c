@@ -169,8 +169,10 @@ kvsep_prefix_bounds(const uint8 *prefix, int len, uint8 *hi, kv_iter_options *io
 	io->upper_len = kvsep_prefix_successor(hi, len);
 }
 
+/* An iterator over every entry under prefix in the current transaction,
+ * registered with it; keys only, last first, with reverse_keys. */
 static kv_iter *
-iter_prefix(const uint8 *prefix, int len, const char *what)
+iter_prefix(const uint8 *prefix, int len, bool reverse_keys, const char *what)
 {
 	kv_iter_options io;
 	kv_iter    *it;
@@ -180,6 +182,8 @@ iter_prefix(const uint8 *prefix, int len, const char *what)
 
 	kvsep_prefix_bounds(prefix, len, hi, &io);
 	io.fill_cache = 0;
+	io.reverse = reverse_keys;
+	io.key_only = reverse_keys;
 	kvsep_err_init(&err);
 	st = kv_txn_iter_new(kvsep_txn(), &io, &it, &err);
 	if (st != KV_OK)
@@ -197,7 +201,7 @@ iter_prefix(const uint8 *prefix, int len, const char *what)
 kv_iter *
 kvsep_table_iter_all(KvsepTable *t, const char *what)
 {
-	return t->has_prefix ? iter_prefix(t->prefix, t->prefix_len, what) : NULL;
+	return t->has_prefix ? iter_prefix(t->prefix, t->prefix_len, false, what) : NULL;
 }
 
 kv_iter *
@@ -207,5 +211,36 @@ kvsep_table_iter_ool(KvsepTable *t, const char *what)
 
 	if (!t->has_prefix)
 		return NULL;
-	return iter_prefix(p, kvsep_ool_prefix(t->prefix, t->prefix_len, p), what);
+	return iter_prefix(p, kvsep_ool_prefix(t->prefix, t->prefix_len, p), false, what);
+}
+
+/*
+ * The table's largest row key in the current transaction, its own pending
+ * writes included, into out (reset first); the bare prefix, which every
+ * row key is above, if it has no row.  REQUIRES: t->has_prefix.
+ */
+void
+kvsep_table_last_key(KvsepTable *t, StringInfo out, const char *what)
+{
+	kv_iter    *it = iter_prefix(t->prefix, t->prefix_len, true, what);
+	kv_err		err;
+	kv_status	st;
+
+	kv_iter_rewind(it);
+	resetStringInfo(out);
+	if (kv_iter_valid(it))
+	{
+		size_t		n;
+		const char *k = kv_iter_key(it, &n);
+
+		appendBinaryStringInfo(out, k, (int) n);
+	}
+	else
+		appendBinaryStringInfo(out, (const char *) t->prefix, t->prefix_len);
+	kvsep_err_init(&err);
+	st = kv_iter_status(it, &err);
+	kvsep_iter_closed(it);
+	kv_iter_free(it);
+	if (st != KV_OK)
+		kvsep_raise(st, &err, what);
 }
