@@ -30,7 +30,8 @@
 # directory, default /tmp; must be searchable by postgres),
 # KVSEP_PG_TIMEOUT (seconds per suite, default 1800), KVSEP_PG_KEEP=1 keeps
 # the temporary directory, KVSEP_PG_NOBUILD=1 skips make/make install,
-# PROVE_FLAGS (extra prove options, e.g. -v).
+# PROVE_FLAGS (extra prove options, e.g. -v); TAP_TESTS (names of the t/*.pl
+# files to run, default all).
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd) || exit 1
 # shellcheck source=scripts/pg_cluster.sh
@@ -130,7 +131,8 @@ for f in "$top"/specs/*.spec; do
     fi
 done
 tap_tests=""
-for f in "$top"/t/*.pl; do
+for f in ${TAP_TESTS:-"$top"/t/*.pl}; do
+    f="$top/t/$(basename "$f")"
     [ -f "$f" ] || continue
     tap_tests="$tap_tests t/$(basename "$f")"
 done

@@ -353,6 +353,39 @@ static cjob *pick_level(kv_db *db, int from)
     return j;
 }
 
+/* When nothing is urgent: a table that still holds entries of a drop no
+ * reader can see below (TRUNCATE of a table whose keys share LSM tables
+ * with others), rewritten in its level so the entries and their value-log
+ * bytes go and the drop can retire.  Level 0 is compacted down instead (a
+ * rewritten level-0 table would lose its place among the newer ones). */
+static cjob *pick_dropped(kv_db *db, const kv_targets *t)
+{
+    kv_version *v = kv_ver_at(db, db->sh->vset.current);
+    const kv_drop_list *l = kv_at(db, v->drops);
+    uint64_t upto = kv_snap_horizon(db), vis = atomic_load(&db->sh->visible_version);
+    if (!l) return NULL;
+    if (vis < upto) upto = vis; /* as run_merge applies them */
+    for (int level = 0; level < (int)v->n_levels; level++)
+        for (uint32_t k = 0; k < v->count[level]; k++) {
+            kv_table_meta *tm = kv_ver_table(db, v, level, k);
+            cjob *j;
+            if (atomic_load(&tm->compacting) || !kv_drops_pending(l, tm, upto)) continue;
+            if (level == 0) return pick_l0(db, t->base_level);
+            j = job_new(db, level, level);
+            if (!j) return NULL;
+            j->rewrite = 1;
+            j->in_from = malloc(sizeof(uint64_t));
+            if (!j->in_from || widen(j, tm) != 0) {
+                job_free(db, j);
+                return NULL;
+            }
+            j->in_from[j->n_from++] = v->tables[v->start[level] + k];
+            if (claim_job(db, j) == 0) return j;
+            job_free(db, j);
+        }
+    return NULL;
+}
+
 /* Picks the most urgent job (vset.mu held).  prefer_l0: the first
  * compactor always tries level 0 first, as Badger's compactor 0. */
 static cjob *pick(kv_db *db, int prefer_l0)
@@ -391,6 +424,7 @@ static cjob *pick(kv_db *db, int prefer_l0)
         else j = pick_level(db, lvl);
         if (j) j->file_size = t.file_size[j->to];
     }
+    if (!j && (j = pick_dropped(db, &t))) j->file_size = t.file_size[j->to];
     return j;
 }
 

@@ -104,6 +104,11 @@ typedef struct kv_shared {
     uint64_t imm[KV_MAX_MEMTABLES];
     uint8_t arena_busy[KV_MAX_MEMTABLES];
     uint64_t flushes_done;
+    /* every WAL with an id up to this is deleted (replay can no longer
+     * meet its value pointers); frozen once a deletion failed */
+    _Atomic uint64_t wal_gone;
+    _Atomic uint32_t wal_gone_stuck;
+    uint32_t pad4;
     uint64_t host_req;                   /* a kv_host_req for the flush thread (host_req.h) */
 
     kv_vset vset;

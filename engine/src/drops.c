@@ -14,6 +14,8 @@
 #include "writer.h"
 #include "err.h"
 #include "manifest.h"
+#include "version.h"
+#include "vlog.h"
 
 static const uint8_t *ent_prefix(const kv_drop_list *l, const kv_drop_ent *e)
 {
@@ -235,6 +237,20 @@ static uint64_t mem_min_version(kv_db *db)
     return m;
 }
 
+int kv_drops_pending(const kv_drop_list *l, const kv_table_meta *t, uint64_t upto)
+{
+    for (uint32_t i = 0; l && i < l->n; i++) {
+        kv_drop d;
+        kv_drops_get(l, i, &d);
+        if (d.version > upto || t->min_version > d.version || t->dropped_upto >= d.version ||
+            !overlaps(t, &d))
+            continue;
+        if (t->max_version <= d.version && inside(t, &d)) continue;
+        return 1;
+    }
+    return 0;
+}
+
 static int deleting(const kv_vedit *e, int level, uint64_t id)
 {
     for (size_t i = 0; i < e->n_del; i++)
@@ -272,6 +288,25 @@ int kv_drops_maintenance(kv_db *db, const kv_version *v, kv_vedit *e)
     return e->n_del || e->n_retire;
 }
 
+/* The value-log bytes of the tables e removed from v count as discardable
+ * (compaction never read them).  v is pinned by the caller; vset.mu is
+ * not held. */
+static void discard_removed(kv_db *db, const kv_version *v, const kv_vedit *e)
+{
+    for (size_t i = 0; i < e->n_del; i++) {
+        int level = e->del_levels[i];
+        for (uint32_t k = 0; level < (int)v->n_levels && k < v->count[level]; k++) {
+            const kv_table_meta *t = kv_ver_table(db, v, level, k);
+            kv_err err;
+            if (t->id != e->del_ids[i]) continue;
+            if (kv_vlog_discard_table(db, t, &err) != KV_OK)
+                kv_log(db, KV_LOG_WARNING, "counting the values of dropped table %llu: %s",
+                       (unsigned long long)t->id, err.msg);
+            break;
+        }
+    }
+}
+
 void kv_drops_tick(kv_db *db)
 {
     kv_version *v = kv_ver_at(db, db->sh->vset.current);
@@ -280,11 +315,20 @@ void kv_drops_tick(kv_db *db)
     if (!v || !v->drops || atomic_load(&db->sh->bg_status) != KV_OK) return;
     kv_vedit_init(&e);
     if (kv_drops_maintenance(db, v, &e)) {
+        kv_version_ref(v); /* keeps the removed tables readable */
         if (kv_apply_edit(db, &e, &err) != KV_OK)
             kv_log(db, KV_LOG_WARNING, "applying dropped ranges failed: %s", err.msg);
-        else if (e.n_del || e.n_retire)
-            kv_log(db, KV_LOG_INFO, "dropped ranges: %zu tables removed, %u drops done",
-                   e.n_del, e.n_retire);
+        else {
+            if (e.n_del || e.n_retire)
+                kv_log(db, KV_LOG_INFO, "dropped ranges: %zu tables removed, %u drops done",
+                       e.n_del, e.n_retire);
+            if (e.n_del && !db->opt->in_memory) {
+                kv_mutex_unlock(&db->sh->vset.mu);
+                discard_removed(db, v, &e);
+                kv_mutex_lock(&db->sh->vset.mu);
+            }
+        }
+        kv_version_unref(db, v);
     }
     kv_vedit_free(&e);
 }

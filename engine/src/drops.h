@@ -95,9 +95,15 @@ void kv_drops_unref(struct kv_db *db, uint64_t off);
  * Returns 1 if e has anything to do. */
 struct kv_version;
 struct kv_vedit;
+struct kv_table_meta;
+/* 1 if table t still holds entries a drop of l with version <= upto
+ * removes, and is not wholly inside it (the maintenance deletes those
+ * whole): rewriting it takes the entries and their value-log bytes out. */
+int kv_drops_pending(const kv_drop_list *l, const struct kv_table_meta *t, uint64_t upto);
 int kv_drops_maintenance(struct kv_db *db, const struct kv_version *v, struct kv_vedit *e);
-/* Runs the maintenance on the current version and applies it.  Host,
- * REQUIRES vset.mu. */
+/* Runs the maintenance on the current version and applies it; the
+ * value-log bytes of the tables it removes count as discardable.  Host,
+ * REQUIRES vset.mu (released while those tables are read). */
 void kv_drops_tick(struct kv_db *db);
 
 /* Host: records a drop at version in the version set (manifest). */

@@ -91,8 +91,11 @@ kv_status kv_flush_memtable(kv_db *db, kv_memtable *mt, kv_err *err)
     if (mt->id && !db->opt->in_memory) {
         kv_err rerr;
         kv_file_path(path, sizeof path, db->dir, mt->id, "mem");
-        if (db->env->remove(db->env, path, &rerr) != KV_OK)
+        if (db->env->remove(db->env, path, &rerr) != KV_OK) {
             kv_log(db, KV_LOG_WARNING, "could not remove flushed WAL: %s", rerr.msg);
+            atomic_store(&db->sh->wal_gone_stuck, 1);
+        } else if (!atomic_load(&db->sh->wal_gone_stuck) && mt->id > atomic_load(&db->sh->wal_gone))
+            atomic_store(&db->sh->wal_gone, mt->id); /* flushes run in WAL order */
     }
     return KV_OK;
 }

@@ -51,6 +51,8 @@ typedef struct kv_vfile {
     uint64_t discard;       /* bytes of entries known dead */
     uint64_t doom_view;     /* doomed: every view with id <= this must be gone */
     uint64_t doom_version;  /* doomed: the snapshot horizon must reach this */
+    uint64_t doom_wal;      /* doomed: WALs up to this id (older records may
+                             * point into the file) must be gone; 0 none */
 } kv_vfile;
 
 typedef struct kv_vlog_shared {
@@ -179,6 +181,11 @@ void kv_vlog_prefetch_cache(struct kv_db *db, const kv_vptr *p, kv_vhandle **pin
 
 /* Counts bytes of file fid as dead (compaction dropped their pointer). */
 void kv_vlog_discard(struct kv_db *db, uint32_t fid, uint64_t bytes);
+struct kv_table_meta;
+/* Counts every value-log entry a table points to as dead: the table left
+ * the version without compaction reading it (wholly inside a dropped
+ * prefix).  The caller keeps a version that lists the table pinned. */
+kv_status kv_vlog_discard_table(struct kv_db *db, const struct kv_table_meta *tm, kv_err *err);
 /* Deletes doomed files nobody can reach any more; returns how many. */
 int kv_vlog_reap(struct kv_db *db);
 /* Loads DISCARD into the file table (open, after kv_vlog_open). */

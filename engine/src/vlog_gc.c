@@ -26,6 +26,9 @@
 #include "frame.h"
 #include "hash.h"
 #include "ikey.h"
+#include "iter.h"
+#include "version.h"
+#include "view.h"
 #include "vlog.h"
 #include "writer.h"
 
@@ -47,6 +50,75 @@ void kv_vlog_discard(kv_db *db, uint32_t fid, uint64_t bytes)
         v->discard_version++;
     }
     kv_mutex_unlock(&v->mu);
+}
+
+/* Dead bytes per file, gathered before they are counted under the lock. */
+typedef struct discard_tally {
+    uint32_t n, cap;
+    uint32_t *fid;
+    uint64_t *bytes;
+} discard_tally;
+
+static int tally_add(discard_tally *t, uint32_t fid, uint64_t bytes)
+{
+    uint32_t i;
+    /* entries of one file mostly come together: look from the end */
+    for (i = t->n; i > 0 && t->fid[i - 1] != fid; i--) {}
+    if (i > 0) {
+        t->bytes[i - 1] += bytes;
+        return 0;
+    }
+    if (t->n == t->cap) {
+        uint32_t cap = t->cap ? t->cap * 2 : 16;
+        uint32_t *f = realloc(t->fid, sizeof *f * cap);
+        uint64_t *b;
+        if (!f) return -1;
+        t->fid = f;
+        b = realloc(t->bytes, sizeof *b * cap);
+        if (!b) return -1;
+        t->bytes = b;
+        t->cap = cap;
+    }
+    t->fid[t->n] = fid;
+    t->bytes[t->n++] = bytes;
+    return 0;
+}
+
+kv_status kv_vlog_discard_table(kv_db *db, const kv_table_meta *tm, kv_err *err)
+{
+    kv_sst_read_opts ro;
+    kv_iiter *it;
+    discard_tally t;
+    kv_status st = KV_OK;
+    memset(&ro, 0, sizeof ro); /* no block cache: the table is gone */
+    ro.verify = db->opt->checksum_verification_mode >= KV_VERIFY_ON_BLOCK_READ;
+    it = kv_iiter_table(db, tm, &ro);
+    if (!it) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory counting dropped values");
+    memset(&t, 0, sizeof t);
+    for (it->vt->first(it); it->vt->valid(it); it->vt->next(it)) {
+        size_t vn;
+        const uint8_t *val = it->vt->value(it, &vn);
+        kv_vstruct vs;
+        kv_vptr p;
+        if (kv_vstruct_decode(val, vn, &vs) != 0) {
+            st = kv_seterr(err, KV_CORRUPTION, 0, "table %llu: malformed value struct",
+                           (unsigned long long)tm->id);
+            break;
+        }
+        if (!(vs.meta & KV_META_VALUE_PTR) || kv_vptr_decode(vs.value, vs.value_len, &p) != 0)
+            continue;
+        if (tally_add(&t, p.fid, p.len) != 0) {
+            st = kv_seterr(err, KV_NO_MEMORY, 0, "out of memory counting dropped values");
+            break;
+        }
+    }
+    if (st == KV_OK) st = it->vt->status(it, err);
+    it->vt->destroy(it);
+    if (st == KV_OK) /* all or nothing: a partial count would be a wrong one */
+        for (uint32_t i = 0; i < t.n; i++) kv_vlog_discard(db, t.fid[i], t.bytes[i]);
+    free(t.fid);
+    free(t.bytes);
+    return st;
 }
 
 /* ---- DISCARD ---- */
@@ -128,7 +200,7 @@ kv_status kv_vlog_load_discard(kv_db *db, kv_err *err)
 int kv_vlog_reap(kv_db *db)
 {
     kv_vlog_shared *v = &db->sh->vlog;
-    uint64_t oldest_view, horizon = kv_snap_horizon(db);
+    uint64_t oldest_view, horizon = kv_snap_horizon(db), wal_gone = atomic_load(&db->sh->wal_gone);
     uint32_t dead[64];
     int n = 0;
     kv_mutex_lock(&db->sh->db_mu);
@@ -138,7 +210,7 @@ int kv_vlog_reap(kv_db *db)
     for (uint32_t i = 0; i < v->n && n < 64;) {
         kv_vfile *f = (kv_vfile *)kv_at(db, v->files) + i;
         if (f->state == KV_VF_DOOMED && oldest_view > f->doom_view &&
-            horizon >= f->doom_version) {
+            horizon >= f->doom_version && wal_gone >= f->doom_wal) {
             dead[n++] = f->fid;
             *f = ((kv_vfile *)kv_at(db, v->files))[--v->n];
             v->discard_version++;
@@ -161,6 +233,20 @@ int kv_vlog_reap(kv_db *db)
 }
 
 /* ---- GC ---- */
+
+/* The id of the newest WAL that may hold records (db_mu held): the newest
+ * non-empty memtable's, 0 if every memtable is empty. */
+static uint64_t newest_wal(kv_db *db)
+{
+    kv_shared *sh = db->sh;
+    kv_memtable *mt = kv_mt_at(db, sh->mem);
+    if (mt && !kv_sl_empty(kv_mt_sl(db, mt))) return mt->id;
+    for (uint32_t i = sh->n_imm; i > 0; i--) {
+        mt = kv_mt_at(db, sh->imm[i - 1]);
+        if (!kv_sl_empty(kv_mt_sl(db, mt))) return mt->id;
+    }
+    return 0;
+}
 
 typedef struct cand {
     uint32_t fid;
@@ -263,6 +349,7 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
     int nc = 0;
     kv_status st;
     uint64_t rewritten = 0, bytes = 0;
+    int flush_wal = 0;
 
     if (!db) return kv_seterr(err, KV_INVALID, 0, "db is required");
     st = kv_check_usable(db, err);
@@ -319,11 +406,19 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
             kv_log(db, KV_LOG_INFO, "value-log GC keeps file %u: a commit is writing to it",
                    c[i].fid);
         } else if (st == KV_OK) {
-            uint64_t view_id, version;
+            uint64_t view_id, version, wal;
             kv_vfile *f;
+            kv_view *old_view;
+            kv_err verr;
             kv_mutex_lock(&db->sh->db_mu);
             view_id = kv_view_current_id(db);
+            wal = newest_wal(db);
+            /* a fresh view, so the file waits only for readers that pinned
+             * before the rewrite (on failure the current view's end frees
+             * it later) */
+            (void)kv_view_install(db, &old_view, &verr);
             kv_mutex_unlock(&db->sh->db_mu);
+            if (old_view) kv_view_unpin(db, old_view);
             version = kv_latest_version(db);
             kv_mutex_lock(&v->mu);
             f = kv_vlog_file(db, c[i].fid);
@@ -331,6 +426,8 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
                 f->state = KV_VF_DOOMED;
                 f->doom_view = view_id;
                 f->doom_version = version;
+                f->doom_wal = wal;
+                if (wal > atomic_load(&db->sh->wal_gone)) flush_wal = 1;
                 v->discard_version++;
             }
             kv_mutex_unlock(&v->mu);
@@ -344,6 +441,14 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
     atomic_fetch_add(&v->gc_runs, 1);
     atomic_fetch_add(&v->gc_rewritten_entries, rewritten);
     atomic_fetch_add(&v->gc_rewritten_bytes, bytes);
+    if (flush_wal && st == KV_OK) {
+        /* the files wait for the WALs that may point into them: flush the
+         * memtables now instead of whenever the next write fills one */
+        kv_err ferr;
+        kv_status rs = kv_writer_rotate_mem(db, &ferr);
+        if (rs != KV_OK && rs != KV_CLOSED)
+            kv_log(db, KV_LOG_WARNING, "value-log GC could not rotate the memtable: %s", ferr.msg);
+    }
     kv_vlog_reap(db);
     return st;
 }

@@ -718,9 +718,14 @@ kv_status kv_flush(kv_db *db, kv_err *err)
     kv_status st = kv_check_usable(db, err);
     if (st != KV_OK) return st;
     if (db->opt->read_only) return KV_OK;
-    st = enqueue_and_wait(db, NULL, 0, KV_WQ_ROTATE_MEM, NULL, NULL, err);
+    st = kv_writer_rotate_mem(db, err);
     if (st != KV_OK) return st;
     return kv_writer_wait_flushes(db, err);
+}
+
+kv_status kv_writer_rotate_mem(kv_db *db, kv_err *err)
+{
+    return enqueue_and_wait(db, NULL, 0, KV_WQ_ROTATE_MEM, NULL, NULL, err);
 }
 
 kv_status kv_writer_wait_flushes(kv_db *db, kv_err *err)

@@ -80,6 +80,9 @@ kv_status kv_writer_make_room(struct kv_db *db, uint64_t cost, kv_err *err);
 
 /* Rotates the mutable memtable if it is not empty (kv_flush). */
 kv_status kv_writer_rotate(struct kv_db *db, kv_err *err);
+/* Queues a memtable rotation behind the writes before it and returns once
+ * it is done; the flush thread flushes the old memtable (not waited for). */
+kv_status kv_writer_rotate_mem(struct kv_db *db, kv_err *err);
 
 /* Seals the value-log head, through the queue (any process). */
 kv_status kv_writer_rotate_vlog(struct kv_db *db, kv_err *err);

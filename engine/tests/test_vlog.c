@@ -642,6 +642,101 @@ START_TEST(test_discard_persisted)
 }
 END_TEST
 
+/* A dropped prefix's tables leave the version without compaction reading
+ * them (TRUNCATE, DROP TABLE); their values still count as discardable,
+ * exactly once, and GC gives the space back. */
+START_TEST(test_drop_counts_discard)
+{
+    char *dir = tu_mkdtemp("vdrop");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    kv_stats st;
+    const int vlen = 1000;
+    const uint64_t dropped = 3000u * vlen; /* keys 0..2999 ("key-00..."); 10000..10999 stay */
+    uint64_t before;
+    vopts(&o, dir);
+    o.base_table_size = 16 << 10; /* ~800 pointers a table: most lie inside the prefix */
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 3000; i++) TU_OK(put(db, i, 0, vlen, 0), NULL);
+    for (int i = 10000; i < 11000; i++) TU_OK(put(db, i, 0, vlen, 0), NULL);
+    TU_OK(kv_flush(db, &err), &err);
+    TU_OK(kv_compact_all(db, &err), &err);
+    kv_get_stats(db, &st);
+    ck_assert_uint_eq(st.vlog_discard_bytes, 0);
+    TU_OK(kv_drop_prefix(db, "key-00", 6, &err), &err);
+    /* the compactor removes the tables inside the prefix once the drop is
+     * visible; nothing else is written, so no compaction reads them */
+    for (int i = 0; i < 200; i++) {
+        kv_get_stats(db, &st);
+        if (st.vlog_discard_bytes >= dropped / 2) break;
+        usleep(25 * 1000);
+    }
+    ck_assert_msg(st.vlog_discard_bytes >= dropped / 2 &&
+                      st.vlog_discard_bytes <= 3000u * (vlen + 64),
+                  "discard %llu for %llu dropped value bytes",
+                  (unsigned long long)st.vlog_discard_bytes, (unsigned long long)dropped);
+    before = vlog_bytes(db, NULL);
+    gc_all(db, 0.5);
+    /* a rewritten file goes once no reader and no WAL can reach it; GC
+     * flushed the memtable for that, the GC thread deletes it */
+    for (int i = 0; i < 200; i++) {
+        kv_get_stats(db, &st);
+        if (st.vlog_gc_files_deleted > 0) break;
+        usleep(25 * 1000);
+    }
+    ck_assert(st.vlog_gc_files_deleted > 0);
+    ck_assert_msg(vlog_bytes(db, NULL) + dropped / 2 < before, "value logs %llu bytes, %llu before GC",
+                  (unsigned long long)vlog_bytes(db, NULL), (unsigned long long)before);
+    for (int i = 0; i < 11000; i += i == 2999 ? 7001 : 1) check(db, i, i < 3000 ? -1 : 0, vlen, 1);
+    TU_OK(kv_close(db, &err), &err);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 11000; i += i == 2996 ? 7004 : 4) check(db, i, i < 3000 ? -1 : 0, vlen, 1);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+/* A dropped prefix whose keys share a table with others: with nothing
+ * else to do, the compactor rewrites that table, so the dropped values
+ * count as discardable and the drop retires. */
+START_TEST(test_drop_rewrites_shared_tables)
+{
+    char *dir = tu_mkdtemp("vdrops");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    kv_stats st;
+    kv_table_info ti[64];
+    const int n = 3000, vlen = 1000;
+    const uint64_t dropped = 1000u * vlen; /* keys 1000..1999 */
+    vopts(&o, dir);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < n; i++) TU_OK(put(db, i, 0, vlen, 0), NULL);
+    TU_OK(kv_flush(db, &err), &err);
+    TU_OK(kv_compact_all(db, &err), &err);
+    ck_assert_int_eq(kv_get_tables(db, ti, 64), 1); /* every key in one table */
+    TU_OK(kv_drop_prefix(db, "key-001", 7, &err), &err);
+    for (int i = 0; i < 200; i++) {
+        kv_get_stats(db, &st);
+        if (st.vlog_discard_bytes >= dropped && st.drops_in_effect == 0) break;
+        usleep(25 * 1000);
+    }
+    ck_assert_msg(st.vlog_discard_bytes >= dropped && st.vlog_discard_bytes <= 1000u * (vlen + 64),
+                  "discard %llu for %llu dropped value bytes",
+                  (unsigned long long)st.vlog_discard_bytes, (unsigned long long)dropped);
+    ck_assert_uint_eq(st.drops_in_effect, 0);
+    for (int i = 0; i < n; i++) check(db, i, i >= 1000 && i < 2000 ? -1 : 0, vlen, 1);
+    TU_OK(kv_close(db, &err), &err);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < n; i += 3) check(db, i, i >= 1000 && i < 2000 ? -1 : 0, vlen, 1);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
 /* 1 if files in dir can be opened with O_DIRECT (not on tmpfs, say). */
 static int direct_io_works(const char *dir)
 {
@@ -751,6 +846,8 @@ int main(void)
     tcase_add_test(tc, test_gc_and_snapshots);
     tcase_add_test(tc, test_gc_races_writers);
     tcase_add_test(tc, test_discard_persisted);
+    tcase_add_test(tc, test_drop_counts_discard);
+    tcase_add_test(tc, test_drop_rewrites_shared_tables);
     tcase_add_test(tc, test_separate_value_dir);
     tcase_add_test(tc, test_bulk_values_direct);
     suite_add_tcase(s, tc);
