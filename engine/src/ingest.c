@@ -40,6 +40,7 @@ typedef struct builder {
     char path[KV_PATH_MAX + 32];
     uint64_t id;
     uint64_t target;            /* table size to aim for */
+    int last_first;             /* first byte of the last key added (-1: none yet) */
     uint64_t *writes;           /* fingerprints of the keys written (first MAX_KEYED_WRITES+1) */
     size_t n_writes, cap_writes;
     uint64_t entries;
@@ -107,10 +108,17 @@ static kv_status add_entry(builder *bd, const uint8_t *key, size_t klen, const u
 {
     uint8_t small[512], *ik = small;
     kv_status st = KV_OK;
-    if (bd->b && kv_sst_builder_size(bd->b) >= bd->target) {
+    /* a table ends at its size, and where the keys' first byte changes:
+     * key spaces told apart by their first byte (a PostgreSQL table's
+     * rows and their out-of-line companions) get tables of their own, so
+     * each lands as deep as its own range allows and a drop of one
+     * removes its tables whole */
+    if (bd->b && (kv_sst_builder_size(bd->b) >= bd->target ||
+                  (klen ? key[0] : -1) != bd->last_first)) {
         st = finish_table(bd, err);
         if (st != KV_OK) return st;
     }
+    bd->last_first = klen ? key[0] : -1;
     if (!bd->b) {
         kv_sst_build_opts bo;
         bd->id = atomic_fetch_add(&bd->db->sh->vset.next_file_id, 1);
@@ -207,6 +215,7 @@ kv_status kv_ingest_commit(kv_db *db, kv_pending *p, const uint64_t *reads,
     memset(&bd, 0, sizeof bd);
     bd.db = db;
     bd.in = &in;
+    bd.last_first = -1;
     bd.target = (uint64_t)db->opt->base_table_size;
     if (bd.target < (8u << 20)) bd.target = 8u << 20;
 
@@ -313,24 +322,26 @@ kv_status kv_ingest_install(kv_db *db, const uint64_t *metas, uint32_t n, uint64
                             int *level, int *consumed, kv_err *err)
 {
     kv_shared *sh = db->sh;
-    kv_table_meta *first = kv_tm_at(db, metas[0]), *last = kv_tm_at(db, metas[n - 1]);
     kv_vedit e;
     kv_status st = KV_OK;
-    int L;
+    int L = -1;
 
     kv_vedit_init(&e);
     kv_mutex_lock(&sh->vset.mu);
-    L = kv_compaction_ingest_level(db, kv_ver_at(db, sh->vset.current), kv_tm_smallest(first),
-                                   kv_ikey_ulen(first->smallest_len), kv_tm_largest(last),
-                                   kv_ikey_ulen(last->largest_len));
     for (uint32_t i = 0; i < n && st == KV_OK; i++) {
         kv_table_meta *tm = kv_tm_at(db, metas[i]);
+        /* each table as deep as nothing above overlaps it (the tables of
+         * one ingest do not overlap one another) */
+        int l = kv_compaction_ingest_level(db, kv_ver_at(db, sh->vset.current), kv_tm_smallest(tm),
+                                           kv_ikey_ulen(tm->smallest_len), kv_tm_largest(tm),
+                                           kv_ikey_ulen(tm->largest_len));
+        if (L < 0 || l < L) L = l;
         tm->global_version = version;
         tm->min_version = tm->max_version = version;
         /* bounds as readers see them: at the table's version */
         kv_ikey_put_ts(tm->keys + tm->smallest_len - KV_TS_SIZE, version);
         kv_ikey_put_ts(tm->keys + tm->smallest_len + tm->largest_len - KV_TS_SIZE, version);
-        st = kv_vedit_add(&e, L, metas[i], err);
+        st = kv_vedit_add(&e, l, metas[i], err);
     }
     if (st == KV_OK) {
         *consumed = 1;
@@ -341,8 +352,8 @@ kv_status kv_ingest_install(kv_db *db, const uint64_t *metas, uint32_t n, uint64
     kv_vedit_free(&e);
     if (st == KV_OK) {
         *level = L;
-        kv_log(db, KV_LOG_INFO, "committed version %llu by ingesting %u tables at level %d",
-               (unsigned long long)version, n, L);
+        kv_log(db, KV_LOG_INFO, "committed version %llu by ingesting %u tables at level %d%s",
+               (unsigned long long)version, n, L, n > 1 ? " and below" : "");
     }
     return st;
 }

@@ -14,8 +14,8 @@
  * committer flushes memtables that hold keys in the tables' range (reads
  * search memtables before tables, and those hold older versions), makes
  * every earlier write durable (prefix durability), and has the host place
- * the tables - at the deepest level where nothing at or above overlaps
- * the range, else on top of level 0 - with "global version" V: every
+ * each table - at the deepest level where nothing at or above overlaps
+ * its range, else on top of level 0 - with "global version" V: every
  * entry reads as version V.  ONE manifest record installs them all; then
  * V is published.  A crash before the record leaves table files the next
  * open removes and value-log entries nothing points to (GC reclaims them).
@@ -43,7 +43,8 @@ kv_status kv_ingest_commit(struct kv_db *db, struct kv_pending *p, const uint64_
 struct kv_ingest;
 kv_status kv_ingest_apply(struct kv_db *db, struct kv_ingest *in, uint64_t version, kv_err *err);
 
-/* Host: places and installs the tables (vset.mu NOT held).  *consumed =
+/* Host: places and installs the tables (vset.mu NOT held); *level is
+ * the shallowest level one went to.  *consumed =
  * 1 once the install was tried: after that, success or not, the table
  * metas and files belong to the version set (or to the next open). */
 kv_status kv_ingest_install(struct kv_db *db, const uint64_t *metas, uint32_t n,

@@ -722,6 +722,80 @@ START_TEST(test_large_txn)
 }
 END_TEST
 
+/* A large commit over two key spaces (first bytes 'a' and 'z') that
+ * straddle data already at the bottom ('m'): the ingested tables do not
+ * span the gap, so each goes to the bottom level next to 'm', instead of
+ * a stack of levels above it; and a drop of one key space removes its
+ * tables whole. */
+START_TEST(test_large_txn_key_spaces)
+{
+    char *dir = tu_mkdtemp("txn");
+    kv_options o;
+    kv_db *db;
+    kv_txn *t;
+    kv_err err;
+    kv_table_info ti[256];
+    int nt, bottom = -1, ing = 0;
+    char v[400];
+    tu_small_options(&o, dir);
+    o.max_txn_memory = 1 << 20;
+    db = open_db(&o);
+    for (int i = 0; i < 100; i++) {
+        char k[32];
+        sprintf(k, "m%08d", i);
+        put(db, k, "middle");
+    }
+    TU_OK(kv_compact_all(db, &err), &err);
+    nt = kv_get_tables(db, ti, 256);
+    ck_assert_int_eq(nt, 1);
+    bottom = ti[0].level;
+    ck_assert_int_gt(bottom, 0);
+    t = begin(db, 1);
+    memset(v, 'x', sizeof v);
+    for (int i = 0; i < 6000; i++) {
+        char k[32];
+        sprintf(k, "%c%08d", i % 2 ? 'z' : 'a', i);
+        TU_OK(kv_txn_set(t, k, strlen(k), v, sizeof v, &err), &err);
+    }
+    commit(t);
+    nt = kv_get_tables(db, ti, 256);
+    for (int i = 0; i < nt && i < 256; i++) {
+        if (!ti[i].ingested) continue;
+        ing++;
+        ck_assert_msg(ti[i].smallest[0] == ti[i].largest[0], "a table spans %s..%s",
+                      ti[i].smallest, ti[i].largest);
+        ck_assert_msg(ti[i].level == bottom, "ingested table %s..%s at level %d, not %d",
+                      ti[i].smallest, ti[i].largest, ti[i].level, bottom);
+    }
+    ck_assert_int_ge(ing, 2);
+    ck_assert_int_eq(count_prefix(db, "a", 0), 3000);
+    ck_assert_int_eq(count_prefix(db, "z", 0), 3000);
+    ck_assert_int_eq(count_prefix(db, "m", 0), 100);
+    /* the 'a' tables go whole once the drop is visible to the compactor */
+    TU_OK(kv_drop_prefix(db, "a", 1, &err), &err);
+    for (int round = 0; round < 200; round++) {
+        int left = 0;
+        nt = kv_get_tables(db, ti, 256);
+        for (int i = 0; i < nt && i < 256; i++) left += ti[i].smallest[0] == 'a';
+        if (!left) break;
+        usleep(25 * 1000);
+    }
+    nt = kv_get_tables(db, ti, 256);
+    for (int i = 0; i < nt && i < 256; i++)
+        ck_assert_msg(ti[i].smallest[0] != 'a', "table %s..%s still there", ti[i].smallest,
+                      ti[i].largest);
+    ck_assert_int_eq(count_prefix(db, "a", 0), 0);
+    ck_assert_int_eq(count_prefix(db, "z", 0), 3000);
+    TU_OK(kv_close(db, &err), &err);
+    db = open_db(&o);
+    ck_assert_int_eq(count_prefix(db, "z", 0), 3000);
+    ck_assert_int_eq(count_prefix(db, "m", 0), 100);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_large_txn_undone)
 {
     char *dir = tu_mkdtemp("txn");
@@ -896,6 +970,7 @@ int main(void)
     tcase_add_test(tc, test_conflicts);
     tcase_add_test(tc, test_snapshot_stable);
     tcase_add_test(tc, test_large_txn);
+    tcase_add_test(tc, test_large_txn_key_spaces);
     tcase_add_test(tc, test_large_txn_undone);
     tcase_add_test(tc, test_spilled_values);
     suite_add_tcase(s, tc);
