@@ -98,6 +98,19 @@ SELECT count(*) AS companions FROM kvsep_raw_out_of_line('ool');
 -- dropping an out-of-line column: later out-of-line columns still read
 ALTER FOREIGN TABLE ool DROP COLUMN b;
 SELECT id, md5(t) = md5(repeat('t' || id, 1000)) AS same FROM ool WHERE id BETWEEN 7 AND 10 ORDER BY id;
+-- a scan reuses one row's out-of-line datums for the next row: nodes that
+-- keep a row (a window's previous row, a nested loop's outer row while
+-- the inner scan runs) still read their own
+SELECT id, lag(t) OVER (ORDER BY id) = repeat('t' || (id - 1), 1000) AS lag_ok,
+       t = repeat('t' || id, 1000) AS t_ok
+FROM ool WHERE id BETWEEN 7 AND 10 ORDER BY id;
+SET enable_hashjoin = off;
+SET enable_mergejoin = off;
+SELECT a.id, b.id, a.t = b.t AS same
+FROM ool a JOIN ool b ON a.t = b.t
+WHERE a.id BETWEEN 7 AND 9 AND b.id BETWEEN 7 AND 9 ORDER BY a.id;
+RESET enable_hashjoin;
+RESET enable_mergejoin;
 ALTER FOREIGN TABLE ool ADD COLUMN extra text;
 UPDATE ool SET extra = repeat('e', 3000) WHERE id = 7;
 SELECT id, length(extra), md5(t) = md5(repeat('t' || id, 1000)) AS same FROM ool WHERE id IN (7, 8) ORDER BY id;

@@ -453,7 +453,7 @@ kvsepExecForeignDelete(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slo
 		kvsep_table_decode_key(s->t, (const uint8 *) s->old_key.data, s->old_key.len,
 							   slot->tts_values, slot->tts_isnull);
 		if (!s->ool)
-			s->ool = kvsep_ool_reader(s->t, txn, NULL, 0);
+			s->ool = kvsep_ool_reader(s->t, txn, NULL, 0, false);
 		kvsep_decode_row(s->t, desc, (const uint8 *) s->val.data, s->val.len,
 						 slot->tts_values, slot->tts_isnull, s->ool,
 						 (const uint8 *) s->old_key.data, s->old_key.len);

@@ -99,7 +99,7 @@ kvsepBeginForeignScan(ForeignScanState *node, int eflags)
 		kvsep_snap_opened(s->snap);
 		s->ool = kvsep_ool_reader(s->t, txn, &s->point,
 								  s->access == KVSEP_ACCESS_POINT ? 0 :
-								  s->direction < 0 ? -1 : 1);
+								  s->direction < 0 ? -1 : 1, true);
 		if (kvsep_track_scan_reads() && s->access != KVSEP_ACCESS_POINT && s->t->has_prefix)
 		{
 			st = kv_txn_note_read(txn, s->t->prefix, s->t->prefix_len, &err);
@@ -527,7 +527,7 @@ acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows, double *
 	it = kvsep_table_iter_all(t, "sampling the table");
 	if (!it)
 		return 0;
-	ool = kvsep_ool_reader(t, kvsep_txn(), NULL, 0);
+	ool = kvsep_ool_reader(t, kvsep_txn(), NULL, 0, false);
 	kvsep_err_init(&err);
 	reservoir_init_selection_state(&rs, targrows);
 	for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it))

@@ -241,9 +241,12 @@ void		kvsep_table_decode_key(KvsepTable *t, const uint8 *key, size_t n, Datum *v
 typedef struct KvsepOolReader KvsepOolReader;
 
 /* direction: a scan in key order (1, or -1 descending) reads companions
- * with a cursor that follows it; 0 reads each with a get. */
+ * with a cursor that follows it; 0 reads each with a get.  one_row: the
+ * datums of a row need to live only until the next row is decoded (a
+ * scan's slot), so each row reuses the reader's objects instead of
+ * allocating its own. */
 KvsepOolReader *kvsep_ool_reader(KvsepTable *t, kv_txn *txn, const kv_txn_point *point,
-								 int direction);
+								 int direction, bool one_row);
 void		kvsep_ool_reader_free(KvsepOolReader *r);
 /* Companions the reader has read (EXPLAIN ANALYZE). */
 uint64		kvsep_ool_reads(const KvsepOolReader *r);

@@ -18,7 +18,9 @@
  * scan's read point, so from the same version as the row - only when
  * something flattens or detoasts the datum.  Like any datum of a scanned
  * row, it is valid until the scan moves to the next row; whoever keeps a
- * value longer copies it, which flattens it.  Arrays and composites are
+ * value longer copies it, which flattens it.  So a scan's reader keeps one
+ * row object and one datum object per value and reuses them for every
+ * row (no allocation per row).  Arrays and composites are
  * never stored out of line: they have expanded forms of their own, and
  * code that meets an expanded datum of those types takes it for one.
  */
@@ -48,6 +50,14 @@ struct KvsepOolReader
 	StringInfoData cached_key;	/* its key */
 	bool		have_cached;
 	uint64		fetches;		/* companions read */
+	/* one_row: the objects every row reuses (allocated in cxt) */
+	bool		one_row;
+	MemoryContext cxt;
+	struct OolRow *row;
+	int			row_key_cap;
+	struct OolDatum **datums;
+	int			n_datums;
+	int			next_datum;		/* of the current row */
 };
 
 /* The out-of-line values of one decoded row. */
@@ -110,10 +120,13 @@ kvsep_ool_start(StringInfo companion)
 }
 
 KvsepOolReader *
-kvsep_ool_reader(KvsepTable *t, kv_txn *txn, const kv_txn_point *point, int direction)
+kvsep_ool_reader(KvsepTable *t, kv_txn *txn, const kv_txn_point *point, int direction,
+				 bool one_row)
 {
 	KvsepOolReader *r = palloc0(sizeof(KvsepOolReader));
 
+	r->one_row = one_row;
+	r->cxt = CurrentMemoryContext;
 	r->t = t;
 	r->txn = txn;
 	if (point)
@@ -278,8 +291,23 @@ companion_bytes(OolRow *row)
 void *
 kvsep_ool_row(KvsepOolReader *reader, const uint8 *key, size_t klen)
 {
-	OolRow	   *row = palloc(sizeof(OolRow) + klen);
+	OolRow	   *row;
 
+	if (reader && reader->one_row)
+	{
+		if (!reader->row || reader->row_key_cap < (int) klen)
+		{
+			if (reader->row)
+				pfree(reader->row);
+			reader->row_key_cap = Max((int) klen, 64);
+			reader->row = MemoryContextAlloc(reader->cxt,
+											 sizeof(OolRow) + reader->row_key_cap);
+		}
+		row = reader->row;
+		reader->next_datum = 0;
+	}
+	else
+		row = palloc(sizeof(OolRow) + klen);
 	row->reader = reader;
 	row->ckey = NULL;
 	row->cklen = 0;
@@ -297,9 +325,29 @@ Datum
 kvsep_ool_datum(void *row, uint32 len)
 {
 	OolRow	   *r = row;
-	OolDatum   *d = palloc(sizeof(OolDatum));
+	KvsepOolReader *reader = r->reader;
+	OolDatum   *d;
 
-	EOH_init_header(&d->hdr, &ool_methods, CurrentMemoryContext);
+	if (reader && reader->one_row)
+	{
+		if (reader->next_datum == reader->n_datums)
+		{
+			int			n = reader->n_datums + 1;
+
+			reader->datums = reader->datums ?
+				repalloc(reader->datums, sizeof(OolDatum *) * n) :
+				MemoryContextAlloc(reader->cxt, sizeof(OolDatum *) * n);
+			d = MemoryContextAlloc(reader->cxt, sizeof(OolDatum));
+			EOH_init_header(&d->hdr, &ool_methods, reader->cxt);
+			reader->datums[reader->n_datums++] = d;
+		}
+		d = reader->datums[reader->next_datum++];
+	}
+	else
+	{
+		d = palloc(sizeof(OolDatum));
+		EOH_init_header(&d->hdr, &ool_methods, CurrentMemoryContext);
+	}
 	d->row = r;
 	d->off = r->total;
 	d->len = len;
