@@ -103,6 +103,9 @@ START_TEST(test_drop_prefix)
     uint64_t sv;
     tu_small_options(&o, dir);
     o.value_threshold = 1024;
+    /* the GC below is run by hand: the automatic one would rewrite a/
+     * values at any time, and their new versions would be counted below */
+    o.auto_vlog_gc = 0;
     db = open_db(&o);
     load(db, "a/", 3000, 1);
     load(db, "b/", 3000, 1);
@@ -154,10 +157,16 @@ START_TEST(test_drop_prefix)
     ck_assert_int_eq(count(db, "b/", 0, 0), 1);
     ck_assert_int_eq(count(db, "c/", 0, 1), 3000);
     {
-        kv_table_info ti[512];
-        int n = kv_get_tables(db, ti, 512);
-        uint64_t keys = 0;
-        for (int i = 0; i < n && i < 512; i++) keys += ti[i].num_keys;
+        /* a table the flatten did not rewrite (moved whole, or already at
+         * the bottom) is rewritten by an idle compactor soon after */
+        uint64_t keys = UINT64_MAX;
+        for (int round = 0; round < 400 && keys > 6000 + 1 + 10; round++) {
+            kv_table_info ti[512];
+            int n = kv_get_tables(db, ti, 512);
+            if (round) usleep(25 * 1000);
+            keys = 0;
+            for (int i = 0; i < n && i < 512; i++) keys += ti[i].num_keys;
+        }
         ck_assert_uint_le(keys, 6000 + 1 + 10); /* a/ and c/ and b/new, nothing dropped */
     }
     TU_OK(kv_close(db, &err), &err);
