@@ -82,9 +82,8 @@ static void free_retired(kv_pending *p)
 
 void kv_pending_free(kv_pending *p, int committed)
 {
-    for (size_t i = 0; i < p->n_vlog_bytes && !committed; i++)
-        kv_vlog_discard(p->db, p->vlog_bytes[i].fid, p->vlog_bytes[i].bytes);
-    free(p->vlog_bytes);
+    if (!committed) kv_fid_tally_discard(p->db, &p->vlog_bytes);
+    kv_fid_tally_free(&p->vlog_bytes);
     if (p->vlog_pin && p->snap_slot >= 0) kv_snap_set_vlog_pin(p->db, p->snap_slot, 0);
     for (size_t i = 0; i < p->n_runs; i++) run_close(p, &p->runs[i]);
     free_retired(p);
@@ -135,21 +134,6 @@ static int separates(const kv_pending *p, const uint8_t *k, size_t kl, const kv_
            !kv_pending_dead(p, kv_ikey_version(k, kl));
 }
 
-static kv_status note_vlog_bytes(kv_pending *p, uint32_t fid, uint64_t bytes, kv_err *err)
-{
-    struct kv_fid_bytes *fb;
-    if (p->n_vlog_bytes && p->vlog_bytes[p->n_vlog_bytes - 1].fid == fid) {
-        p->vlog_bytes[p->n_vlog_bytes - 1].bytes += bytes;
-        return KV_OK;
-    }
-    fb = realloc(p->vlog_bytes, (p->n_vlog_bytes + 1) * sizeof *fb);
-    if (!fb) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory spilling a transaction");
-    fb[p->n_vlog_bytes].fid = fid;
-    fb[p->n_vlog_bytes++].bytes = bytes;
-    p->vlog_bytes = fb;
-    return KV_OK;
-}
-
 kv_status kv_pending_write_values(kv_pending *p, kv_batch *chunk, kv_err *err)
 {
     kv_db *db = p->db;
@@ -165,7 +149,8 @@ kv_status kv_pending_write_values(kv_pending *p, kv_batch *chunk, kv_err *err)
     for (uint32_t i = 0; st == KV_OK && i < chunk->n_ptrs; i++) {
         kv_vptr vp;
         kv_vptr_decode(chunk->buf + chunk->ptrs[3 * i], KV_VPTR_SIZE, &vp);
-        st = note_vlog_bytes(p, vp.fid, vp.len, err);
+        if (kv_fid_tally_add(&p->vlog_bytes, vp.fid, vp.len) != 0)
+            st = kv_seterr(err, KV_NO_MEMORY, 0, "out of memory spilling a transaction");
     }
     return st;
 }

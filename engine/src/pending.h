@@ -36,6 +36,7 @@
 #include "kv.h"
 #include "skiplist.h"
 #include "sst.h"
+#include "vlog.h"
 
 typedef struct kv_spill_run {
     char *path;
@@ -71,11 +72,7 @@ typedef struct kv_pending {
     /* values spilled to the value log */
     int snap_slot;          /* the owner's snapshot slot, which holds the pin */
     uint32_t vlog_pin;      /* lowest value-log file written to (0 = none) */
-    struct kv_fid_bytes {
-        uint32_t fid;
-        uint64_t bytes;
-    } *vlog_bytes;          /* bytes written per file, for discard statistics */
-    size_t n_vlog_bytes;
+    kv_fid_tally vlog_bytes; /* bytes written per file, for discard statistics */
     struct kv_batch *chunk; /* the spills' value-log batch, kept for its buffers */
 } kv_pending;
 

@@ -181,6 +181,19 @@ void kv_vlog_prefetch_cache(struct kv_db *db, const kv_vptr *p, kv_vhandle **pin
 
 /* Counts bytes of file fid as dead (compaction dropped their pointer). */
 void kv_vlog_discard(struct kv_db *db, uint32_t fid, uint64_t bytes);
+/* Value-log bytes per file, gathered before they (may) count as dead. */
+typedef struct kv_fid_tally {
+    struct kv_fid_bytes {
+        uint32_t fid;
+        uint64_t bytes;
+    } *e;
+    size_t n, cap;
+} kv_fid_tally;
+/* Adds bytes of file fid; -1 if out of memory. */
+int kv_fid_tally_add(kv_fid_tally *t, uint32_t fid, uint64_t bytes);
+/* kv_vlog_discard of every file's bytes. */
+void kv_fid_tally_discard(struct kv_db *db, const kv_fid_tally *t);
+void kv_fid_tally_free(kv_fid_tally *t);
 struct kv_table_meta;
 /* Counts every value-log entry a table points to as dead: the table left
  * the version without compaction reading it (wholly inside a dropped

@@ -52,43 +52,43 @@ void kv_vlog_discard(kv_db *db, uint32_t fid, uint64_t bytes)
     kv_mutex_unlock(&v->mu);
 }
 
-/* Dead bytes per file, gathered before they are counted under the lock. */
-typedef struct discard_tally {
-    uint32_t n, cap;
-    uint32_t *fid;
-    uint64_t *bytes;
-} discard_tally;
-
-static int tally_add(discard_tally *t, uint32_t fid, uint64_t bytes)
+int kv_fid_tally_add(kv_fid_tally *t, uint32_t fid, uint64_t bytes)
 {
-    uint32_t i;
+    size_t i;
     /* entries of one file mostly come together: look from the end */
-    for (i = t->n; i > 0 && t->fid[i - 1] != fid; i--) {}
+    for (i = t->n; i > 0 && t->e[i - 1].fid != fid; i--) {}
     if (i > 0) {
-        t->bytes[i - 1] += bytes;
+        t->e[i - 1].bytes += bytes;
         return 0;
     }
     if (t->n == t->cap) {
-        uint32_t cap = t->cap ? t->cap * 2 : 16;
-        uint32_t *f = realloc(t->fid, sizeof *f * cap);
-        uint64_t *b;
-        if (!f) return -1;
-        t->fid = f;
-        b = realloc(t->bytes, sizeof *b * cap);
-        if (!b) return -1;
-        t->bytes = b;
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        struct kv_fid_bytes *e = realloc(t->e, sizeof *e * cap);
+        if (!e) return -1;
+        t->e = e;
         t->cap = cap;
     }
-    t->fid[t->n] = fid;
-    t->bytes[t->n++] = bytes;
+    t->e[t->n].fid = fid;
+    t->e[t->n++].bytes = bytes;
     return 0;
+}
+
+void kv_fid_tally_discard(kv_db *db, const kv_fid_tally *t)
+{
+    for (size_t i = 0; i < t->n; i++) kv_vlog_discard(db, t->e[i].fid, t->e[i].bytes);
+}
+
+void kv_fid_tally_free(kv_fid_tally *t)
+{
+    free(t->e);
+    memset(t, 0, sizeof *t);
 }
 
 kv_status kv_vlog_discard_table(kv_db *db, const kv_table_meta *tm, kv_err *err)
 {
     kv_sst_read_opts ro;
     kv_iiter *it;
-    discard_tally t;
+    kv_fid_tally t;
     kv_status st = KV_OK;
     memset(&ro, 0, sizeof ro); /* no block cache: the table is gone */
     ro.verify = db->opt->checksum_verification_mode >= KV_VERIFY_ON_BLOCK_READ;
@@ -107,17 +107,15 @@ kv_status kv_vlog_discard_table(kv_db *db, const kv_table_meta *tm, kv_err *err)
         }
         if (!(vs.meta & KV_META_VALUE_PTR) || kv_vptr_decode(vs.value, vs.value_len, &p) != 0)
             continue;
-        if (tally_add(&t, p.fid, p.len) != 0) {
+        if (kv_fid_tally_add(&t, p.fid, p.len) != 0) {
             st = kv_seterr(err, KV_NO_MEMORY, 0, "out of memory counting dropped values");
             break;
         }
     }
     if (st == KV_OK) st = it->vt->status(it, err);
     it->vt->destroy(it);
-    if (st == KV_OK) /* all or nothing: a partial count would be a wrong one */
-        for (uint32_t i = 0; i < t.n; i++) kv_vlog_discard(db, t.fid[i], t.bytes[i]);
-    free(t.fid);
-    free(t.bytes);
+    if (st == KV_OK) kv_fid_tally_discard(db, &t); /* all or nothing: a partial count is wrong */
+    kv_fid_tally_free(&t);
     return st;
 }
 
