@@ -129,15 +129,6 @@ kvsepBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *f
 	rinfo->ri_FdwState = s;
 }
 
-/* Orders two keys as the engine does: bytes, then the shorter first. */
-static int
-key_cmp(const char *a, int an, const char *b, int bn)
-{
-	int			c = memcmp(a, b, Min(an, bn));
-
-	return c ? c : (an > bn) - (an < bn);
-}
-
 /*
  * For INSERT: 1 if no row of the table can have this key because it is
  * above "top", the table's largest key at the transaction's snapshot over
@@ -158,14 +149,14 @@ above_top(ModifyState *s, kv_txn *txn, StringInfo key)
 		s->top_version = kv_txn_read_version(txn);
 		s->top_mark = kv_txn_mark(txn);
 	}
-	return key_cmp(key->data, key->len, s->top.data, s->top.len) > 0;
+	return kvsep_key_cmp(key->data, key->len, s->top.data, s->top.len) > 0;
 }
 
 /* After an insert of key (above_top was asked first): top rises to it. */
 static void
 raise_top(ModifyState *s, kv_txn *txn, StringInfo key)
 {
-	if (key_cmp(key->data, key->len, s->top.data, s->top.len) > 0)
+	if (kvsep_key_cmp(key->data, key->len, s->top.data, s->top.len) > 0)
 	{
 		resetStringInfo(&s->top);
 		appendBinaryStringInfo(&s->top, key->data, key->len);

@@ -115,9 +115,8 @@ static int
 cmp_strings(const void *a, const void *b)
 {
 	const StringInfoData *x = a, *y = b;
-	int			c = memcmp(x->data, y->data, Min(x->len, y->len));
 
-	return c ? c : (x->len > y->len) - (x->len < y->len);
+	return kvsep_key_cmp(x->data, x->len, y->data, y->len);
 }
 
 /* Evaluates the bounds and builds the ranges; false if no row can match

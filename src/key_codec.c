@@ -704,3 +704,11 @@ kvsep_prefix_successor(uint8 *s, int n)
 	s[n - 1]++;
 	return n;
 }
+
+int
+kvsep_key_cmp(const void *a, size_t an, const void *b, size_t bn)
+{
+	int			c = memcmp(a, b, Min(an, bn));
+
+	return c ? c : (an > bn) - (an < bn);
+}

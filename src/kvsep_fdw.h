@@ -188,6 +188,9 @@ Datum		kvsep_decode_datum(const uint8 **p, const uint8 *end, Oid typid);
 /* The smallest byte string greater than every string starting with s[0..n)
  * (in place; returns the new length, 0 if none: all bytes 0xff). */
 int			kvsep_prefix_successor(uint8 *s, int n);
+/* Orders two encoded keys as the engine does: bytes, then the shorter
+ * first (< 0, 0, > 0). */
+int			kvsep_key_cmp(const void *a, size_t an, const void *b, size_t bn);
 
 /* ---- table.c: a foreign table as the glue sees it ---- */
 
@@ -226,6 +229,8 @@ void		kvsep_prefix_bounds(const uint8 *prefix, int len, uint8 *hi, kv_iter_optio
 kv_iter    *kvsep_table_iter_all(KvsepTable *t, const char *what);
 /* The same over the table's companions (out-of-line values). */
 kv_iter    *kvsep_table_iter_ool(KvsepTable *t, const char *what);
+/* The table's largest key in the current transaction (its pending writes
+ * included), or its bare prefix if it is empty. */
 void		kvsep_table_last_key(KvsepTable *t, StringInfo out, const char *what);
 /* key = prefix ++ encoded key columns of values[]; a NULL key column is a
  * not_null_violation. */

@@ -186,9 +186,7 @@ cursor_cmp(KvsepOolReader *r, const char *key, int klen)
 	if (!kv_iter_valid(r->it))
 		return 1;
 	k = kv_iter_key(r->it, &kn);
-	c = memcmp(k, key, Min(kn, (size_t) klen));
-	if (c == 0)
-		c = (kn > (size_t) klen) - (kn < (size_t) klen);
+	c = kvsep_key_cmp(k, kn, key, klen);
 	return r->direction < 0 ? -c : c;
 }
 
