@@ -310,6 +310,8 @@ vlog_state_name(int state)
 			return "sealed";
 		case 3:
 			return "rewritten";
+		case 4:
+			return "damaged";
 		default:
 			return "unknown";
 	}

@@ -8,7 +8,9 @@
  *               r as one entry (kv_vlog_entry_decode, with and without
  *               verify), its first 16 bytes as a value pointer
  *   m & 1       r as a whole file: entries scanned from offset 48 frame by
- *               frame (kv_frame_next), each decoded both ways
+ *               frame (kv_frame_next, which kv_frame_peek and
+ *               kv_frame_payload_ok must agree with), each decoded both
+ *               ways; then walked as GC does (kv_frame_peek only)
  *   m & 2       r cut into u16-prefixed pieces, each put in a correct frame
  *               and decoded both ways (so the payload decoder sees
  *               arbitrary bytes)
@@ -69,13 +71,23 @@ static void decode_copy(const uint8_t *p, size_t n)
 static void scan_file(const uint8_t *r, size_t rn)
 {
     size_t off = KV_VLOG_HEADER_SIZE, len;
+    long plen;
     int n = 0;
 
     if (rn < KV_VLOG_HEADER_SIZE) return;
     while (n++ < 4096 && kv_frame_next(r, rn, off, &len) == KV_FRAME_OK) {
         FZ_CHECK(len <= rn - off - KV_FRAME_HDR);
+        FZ_CHECK(kv_frame_peek(r, rn, off) == (long)len && kv_frame_payload_ok(r + off, len));
         decode_copy(r + off, KV_FRAME_HDR + len);
         off += KV_FRAME_HDR + len;
+    }
+    /* GC's walk: lengths only, payloads unchecked */
+    off = KV_VLOG_HEADER_SIZE;
+    n = 0;
+    while (n++ < 4096 && (plen = kv_frame_peek(r, rn, off)) >= 0) {
+        FZ_CHECK((size_t)plen <= rn - off - KV_FRAME_HDR);
+        decode_copy(r + off, KV_FRAME_HDR + (size_t)plen);
+        off += KV_FRAME_HDR + (size_t)plen;
     }
 }
 

@@ -23,6 +23,19 @@ int kv_frame_len_ok(const uint8_t *hdr)
     return kv_get_u32(hdr + 4) == len_check(hdr);
 }
 
+long kv_frame_peek(const uint8_t *data, size_t size, size_t off)
+{
+    uint32_t len;
+    if (off >= size || size - off < KV_FRAME_HDR || !kv_frame_len_ok(data + off)) return -1;
+    len = kv_get_u32(data + off);
+    return (uint64_t)len <= size - off - KV_FRAME_HDR ? (long)len : -1;
+}
+
+int kv_frame_payload_ok(const uint8_t *frame, size_t payload_len)
+{
+    return kv_checksum32(frame + KV_FRAME_HDR, payload_len) == kv_get_u32(frame + 8);
+}
+
 static int all_zero(const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -46,7 +59,7 @@ kv_frame_result kv_frame_next(const uint8_t *data, size_t size, size_t off,
         return all_zero(data + off + 8, left - 8) ? KV_FRAME_TORN : KV_FRAME_CORRUPT;
     }
     if ((uint64_t)len > left - KV_FRAME_HDR) return KV_FRAME_TORN;
-    if (kv_checksum32(data + off + KV_FRAME_HDR, len) != kv_get_u32(data + off + 8)) {
+    if (!kv_frame_payload_ok(data + off, len)) {
         size_t end = off + KV_FRAME_HDR + len;
         return all_zero(data + end, size - end) ? KV_FRAME_TORN : KV_FRAME_CORRUPT;
     }

@@ -44,4 +44,12 @@ int kv_frame_len_ok(const uint8_t *hdr);
 kv_frame_result kv_frame_next(const uint8_t *data, size_t size, size_t off,
                               size_t *payload_len);
 
+/* The cheap part of kv_frame_next, for a reader that needs the payload of
+ * only some frames: the payload length if the frame at data[off..size)
+ * has an intact length that fits, else -1 (kv_frame_next then says what is
+ * there).  The payload is unchecked until kv_frame_payload_ok. */
+long kv_frame_peek(const uint8_t *data, size_t size, size_t off);
+/* 1 if the payload of the frame at frame matches its checksum. */
+int kv_frame_payload_ok(const uint8_t *frame, size_t payload_len);
+
 #endif

@@ -635,12 +635,12 @@ static kv_status scan_file(kv_db *db, const char *path, uint32_t fid, int last,
     verify_from = n > VERIFY_TAIL ? n - VERIFY_TAIL : 0;
     for (;;) {
         size_t len = 0;
+        long plen;
         kv_frame_result r;
         if (off >= verify_from) {
             r = kv_frame_next(m, (size_t)n, (size_t)off, &len);
-        } else if (n - off >= KV_FRAME_HDR && kv_frame_len_ok(m + off) &&
-                   kv_get_u32(m + off) <= n - off - KV_FRAME_HDR) {
-            len = kv_get_u32(m + off);
+        } else if ((plen = kv_frame_peek(m, (size_t)n, (size_t)off)) >= 0) {
+            len = (size_t)plen;
             r = KV_FRAME_OK;
         } else {
             r = kv_frame_next(m, (size_t)n, (size_t)off, &len); /* classify it properly */

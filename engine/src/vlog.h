@@ -41,6 +41,7 @@
 #define KV_VLOG_BOUNCE (4u << 20)     /* bytes per O_DIRECT write */
 #define KV_VF_SEALED 2u
 #define KV_VF_DOOMED 3u  /* rewritten by GC, waiting to be unreachable */
+#define KV_VF_DAMAGED 4u /* sealed; GC found damage in it and leaves it alone */
 
 typedef struct kv_vfile {
     uint32_t fid;

@@ -283,39 +283,50 @@ static kv_status gc_flush(kv_db *db, kv_batch *b, uint64_t *rewritten, kv_err *e
     return st;
 }
 
+/* Rewrites the live entries of file fid.  A dead entry is not checksummed
+ * (after a DROP most files are all dead); a live one is, before it is
+ * copied.  Damage stops the rewrite and sets *damaged: the file must stay,
+ * since entries after the damage may be live. */
 static kv_status rewrite_file(kv_db *db, uint32_t fid, uint64_t size, uint64_t *rewritten,
-                              uint64_t *bytes, kv_err *err)
+                              uint64_t *bytes, int *damaged, kv_err *err)
 {
     kv_vhandle *h;
     kv_batch *b = kv_batch_new_for(db);
     kv_vlog_entry e;
     uint64_t off = KV_VLOG_HEADER_SIZE;
+    const uint8_t *map;
     kv_status st;
 
+    *damaged = 0;
     if (!b) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory in value-log GC");
     st = kv_vlog_map(db, fid, size, &h, err);
     if (st != KV_OK) {
         kv_batch_free(b);
         return st;
     }
+    map = kv_vhandle_map(h);
     while (off < size && st == KV_OK) {
-        size_t len = 0;
-        kv_frame_result r = kv_frame_next(kv_vhandle_map(h), size, off, &len);
+        long plen = kv_frame_peek(map, size, off);
+        size_t len;
         kv_vstruct vs;
         uint64_t version;
         uint8_t ptrbuf[KV_VPTR_SIZE];
         int found;
-        if (r != KV_FRAME_OK) {
-            if (r == KV_FRAME_CORRUPT)
-                kv_log(db, KV_LOG_WARNING, "value-log GC: file %u damaged at offset %llu; the "
-                       "rest of it is not rewritten", fid, (unsigned long long)off);
+        if (plen < 0) {
+            kv_frame_result r = kv_frame_next(map, size, off, &len);
+            if (r == KV_FRAME_END) break;
+            kv_log(db, KV_LOG_WARNING, "value-log GC: file %u is damaged at offset %llu (%s); "
+                   "it is kept and not collected again", fid, (unsigned long long)off,
+                   r == KV_FRAME_TORN ? "cut short" : "bad entry header");
+            *damaged = 1;
             break;
         }
-        if (kv_vlog_entry_decode(kv_vhandle_map(h) + off, KV_FRAME_HDR + len, 1, &e) != 0) {
-            kv_log(db, KV_LOG_WARNING, "value-log GC: bad entry in file %u at offset %llu", fid,
-                   (unsigned long long)off);
-            off += KV_FRAME_HDR + len;
-            continue;
+        len = (size_t)plen;
+        if (kv_vlog_entry_decode(map + off, KV_FRAME_HDR + len, 0, &e) != 0) {
+            kv_log(db, KV_LOG_WARNING, "value-log GC: file %u has a malformed entry at offset "
+                   "%llu; it is kept and not collected again", fid, (unsigned long long)off);
+            *damaged = 1;
+            break;
         }
         st = kv_lookup_newest(db, e.key, e.klen, &vs, ptrbuf, &version, &found, err);
         if (st != KV_OK) break;
@@ -324,6 +335,13 @@ static kv_status rewrite_file(kv_db *db, uint32_t fid, uint64_t size, uint64_t *
             kv_vptr_decode(ptrbuf, KV_VPTR_SIZE, &cur);
             if (cur.fid == fid && cur.offset == off && cur.len == KV_FRAME_HDR + len) {
                 /* live: the newest version is this very entry */
+                if (!kv_frame_payload_ok(map + off, len)) {
+                    kv_log(db, KV_LOG_WARNING, "value-log GC: file %u has a damaged live entry "
+                           "at offset %llu; it is kept and not collected again", fid,
+                           (unsigned long long)off);
+                    *damaged = 1;
+                    break;
+                }
                 st = kv_batch_put_ex(b, e.key, e.klen, e.value, e.vlen, vs.user_meta,
                                      vs.expires_at, err);
                 if (st == KV_OK) st = kv_batch_require_version(b, version, err);
@@ -347,7 +365,7 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
     int nc = 0;
     kv_status st;
     uint64_t rewritten = 0, bytes = 0;
-    int flush_wal = 0;
+    int flush_wal = 0, damaged = 0;
 
     if (!db) return kv_seterr(err, KV_INVALID, 0, "db is required");
     st = kv_check_usable(db, err);
@@ -368,7 +386,9 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
         for (uint32_t i = 0; i < v->n && nc < (int)(sizeof c / sizeof c[0]); i++) {
             uint64_t data = f[i].size - KV_VLOG_HEADER_SIZE;
             double r;
-            if (f[i].state == KV_VF_DOOMED || data == 0 || f[i].fid >= pin) continue;
+            if (f[i].state == KV_VF_DOOMED || f[i].state == KV_VF_DAMAGED || data == 0 ||
+                f[i].fid >= pin)
+                continue;
             r = (double)f[i].discard / (double)data;
             if (r < ratio) continue;
             c[nc].fid = f[i].fid;
@@ -397,8 +417,14 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
             c[i].size = kv_vlog_file(db, c[i].fid)->size;
             kv_mutex_unlock(&v->mu);
         }
-        st = rewrite_file(db, c[i].fid, c[i].size, &rewritten, &bytes, err);
-        if (st == KV_OK && c[i].fid >= kv_snap_min_vlog_pin(db)) {
+        st = rewrite_file(db, c[i].fid, c[i].size, &rewritten, &bytes, &damaged, err);
+        if (st == KV_OK && damaged) {
+            kv_vfile *f;
+            kv_mutex_lock(&v->mu);
+            f = kv_vlog_file(db, c[i].fid);
+            if (f && f->state == KV_VF_SEALED) f->state = KV_VF_DAMAGED;
+            kv_mutex_unlock(&v->mu);
+        } else if (st == KV_OK && c[i].fid >= kv_snap_min_vlog_pin(db)) {
             /* a large commit pinned it meanwhile (it was the head): its
              * values there are in no table yet - keep the file */
             kv_log(db, KV_LOG_INFO, "value-log GC keeps file %u: a commit is writing to it",

@@ -15,7 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "frame.h"
 #include "testutil.h"
+#include "vlog_format.h"
 
 static void vopts(kv_options *o, const char *dir)
 {
@@ -451,6 +453,104 @@ START_TEST(test_gc_reclaims_space)
 }
 END_TEST
 
+/* Flips one value byte of the entry holding key's value generation gen in
+ * value-log file path; fails the test if there is no such entry. */
+static void damage_entry(const char *path, int key, int gen, size_t vlen)
+{
+    char k[32], *want = malloc(vlen);
+    uint8_t *data;
+    struct stat sb;
+    size_t off = KV_VLOG_HEADER_SIZE;
+    int fd = open(path, O_RDWR);
+    ck_assert(fd >= 0 && fstat(fd, &sb) == 0);
+    data = malloc((size_t)sb.st_size);
+    ck_assert(pread(fd, data, (size_t)sb.st_size, 0) == sb.st_size);
+    snprintf(k, sizeof k, "key-%06d", key);
+    value_of(want, vlen, key, gen);
+    for (;;) {
+        long plen = kv_frame_peek(data, (size_t)sb.st_size, off);
+        kv_vlog_entry e;
+        ck_assert_msg(plen >= 0, "no entry for %s generation %d in %s", k, gen, path);
+        ck_assert(kv_vlog_entry_decode(data + off, KV_FRAME_HDR + (size_t)plen, 0, &e) == 0);
+        if (e.klen == strlen(k) && !memcmp(e.key, k, e.klen) && e.vlen == vlen &&
+            !memcmp(e.value, want, vlen)) {
+            uint8_t c = (uint8_t)(e.value[vlen / 2] ^ 0x5a);
+            ck_assert(pwrite(fd, &c, 1, (off_t)(e.value - data) + (off_t)vlen / 2) == 1);
+            break;
+        }
+        off += KV_FRAME_HDR + (size_t)plen;
+    }
+    close(fd);
+    free(data);
+    free(want);
+}
+
+/* GC meets damage: a damaged dead entry does not matter (dead entries are
+ * not checksummed), a damaged live one stops the rewrite and the file is
+ * kept - the live values after it are still read from it - and GC leaves
+ * the file alone from then on. */
+START_TEST(test_gc_keeps_damaged_file)
+{
+    char *dir = tu_mkdtemp("vdmg");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    kv_vlog_info vi[32];
+    kv_stats st;
+    char path[4200], k[32];
+    const int vlen = 1000;
+    int nv, found = 0;
+    uint32_t fid;
+    vopts(&o, dir);
+    o.verify_value_checksum = 1; /* so that reading the damaged value says so */
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 600; i++) TU_OK(put(db, i, 0, vlen, 0), NULL);
+    for (int i = 0; i < 500; i++) TU_OK(put(db, i, 1, vlen, 0), NULL);
+    TU_OK(kv_compact_all(db, &err), &err); /* counts generation 0 of keys 0..499 dead */
+    nv = kv_get_vlog_files(db, vi, 32);
+    ck_assert(nv >= 2);
+    fid = vi[0].fid; /* the oldest: all of generation 0 */
+    ck_assert_msg(vi[0].discard_ratio > 0.3, "discard ratio %g", vi[0].discard_ratio);
+    TU_OK(kv_close(db, &err), &err);
+    snprintf(path, sizeof path, "%s/%06u.vlog", dir, fid);
+    damage_entry(path, 10, 0, vlen);  /* dead */
+    damage_entry(path, 550, 0, vlen); /* live */
+
+    TU_OK(kv_open(&o, &db, &err), &err);
+    TU_OK(kv_run_value_log_gc(db, 0.3, &err), &err);
+    kv_get_stats(db, &st);
+    /* the scan went past the dead damage: keys 500..549 were copied */
+    ck_assert_msg(st.vlog_gc_rewritten_entries >= 50, "rewritten %llu",
+                  (unsigned long long)st.vlog_gc_rewritten_entries);
+    nv = kv_get_vlog_files(db, vi, 32);
+    for (int i = 0; i < nv; i++)
+        if (vi[i].fid == fid) {
+            found = 1;
+            ck_assert_int_eq(vi[i].state, 4);
+        }
+    ck_assert_msg(found, "the damaged file was collected");
+    /* never picked again, even at the lowest ratio; the file stays */
+    ck_assert_int_eq(kv_run_value_log_gc(db, 0.01, &err), KV_NO_REWRITE);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    for (int i = 0; i < 600; i++)
+        if (i != 550) check(db, i, i < 500 ? 1 : 0, vlen, 1);
+    snprintf(k, sizeof k, "key-%06d", 550);
+    {
+        kv_buf b = {0};
+        kv_status s2 = kv_get(db, NULL, k, strlen(k), &b, NULL, &err);
+        kv_buf_free(&b);
+        ck_assert_msg(s2 == KV_CORRUPTION, "want corruption, got %s", kv_status_str(s2));
+    }
+    TU_OK(kv_close(db, &err), &err);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 600; i++)
+        if (i != 550) check(db, i, i < 500 ? 1 : 0, vlen, 1);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_gc_nothing_to_do)
 {
     char *dir = tu_mkdtemp("vnone");
@@ -839,6 +939,7 @@ int main(void)
     tcase_add_test(tc, test_rotation);
     tcase_add_test(tc, test_torn_vlog_tail);
     tcase_add_test(tc, test_synced_vlog_damage_is_corruption);
+    tcase_add_test(tc, test_gc_keeps_damaged_file);
     tcase_add_test(tc, test_missing_vlog_file);
     tcase_add_test(tc, test_gc_reclaims_space);
     tcase_add_test(tc, test_gc_nothing_to_do);
