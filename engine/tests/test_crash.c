@@ -6,8 +6,10 @@
  * The child writes batches of keys "b<batch>-<i>" (batch sizes vary so
  * memtables rotate, flush and compact all the time) and, after each
  * kv_write returns, writes the batch number to a pipe.  The parent kills
- * it at a random moment, drains the pipe (every acknowledgement the child
- * got out before dying), reopens and checks.  Both synced and unsynced
+ * it at a random moment (counted from the child's open in most rounds,
+ * from its start - so during recovery - in every fourth), drains the pipe
+ * (every acknowledgement the child got out before dying), reopens and
+ * checks.  Both synced and unsynced
  * writes must survive a process crash (the WAL is written before a write
  * returns).
  *
@@ -67,10 +69,12 @@ static void child(const kv_options *o, uint64_t first, int fd, int sync, int del
     char k[64], v[400];
     size_t vl;
     pthread_t gc;
+    uint64_t opened = UINT64_MAX;
     if (kv_open(o, &db, &err) != KV_OK) {
         fprintf(stderr, "child open: %s\n", err.msg);
         _exit(2);
     }
+    if (write(fd, &opened, sizeof opened) != sizeof opened) _exit(4);
     b = kv_batch_new_for(db);
     if (deletes) pthread_create(&gc, NULL, gc_loop, db);
     for (uint64_t n = first;; n++) {
@@ -153,10 +157,25 @@ static void crash_loop(int sync, int vlog)
             child(&o, next, fds[1], sync, vlog);
         }
         close(fds[1]);
+        /* The kill comes 20-320 ms after: the child's first acknowledged
+         * batch in round 0 (so that some batch is acknowledged however
+         * slow the machine, e.g. under valgrind), its open in most rounds,
+         * its start in every fourth (killed while it opens and recovers).
+         * The child sends UINT64_MAX once it is open. */
+        for (int wait = round == 0 ? 2 : round % 4 == 3 ? 0 : 1;
+             wait && read(fds[0], &n, sizeof n) == sizeof n;) {
+            if (n != UINT64_MAX) {
+                acked = n;
+                wait = 0;
+            } else if (wait == 1) {
+                wait = 0;
+            }
+        }
         usleep((useconds_t)(20000 + tu_randn(&r, 300000)));
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
-        while (read(fds[0], &n, sizeof n) == sizeof n) acked = n;
+        while (read(fds[0], &n, sizeof n) == sizeof n)
+            if (n != UINT64_MAX) acked = n;
         close(fds[0]);
         ck_assert_msg(WIFSIGNALED(status), "child exited on its own (status %d)", status);
 
