@@ -448,7 +448,7 @@ static kv_status write_bulk(kv_db *db, uint32_t fid, kv_file *f, const struct io
         }
         done += n;
     }
-    if (st == KV_OK && start + total > e) { /* (d: e > a) */
+    if (st == KV_OK && start + total > e) { /* e > a here: d exists only then */
         iov_copy(iov, k, e - start, edge, start + total - e);
         st = kv_env_pwrite(db->env, f, edge, start + total - e, e, err);
     }

@@ -295,6 +295,7 @@ static kv_status rewrite_file(kv_db *db, uint32_t fid, uint64_t size, uint64_t *
     kv_vlog_entry e;
     uint64_t off = KV_VLOG_HEADER_SIZE;
     const uint8_t *map;
+    const char *damage = NULL; /* what stopped the rewrite */
     kv_status st;
 
     *damaged = 0;
@@ -314,18 +315,13 @@ static kv_status rewrite_file(kv_db *db, uint32_t fid, uint64_t size, uint64_t *
         int found;
         if (plen < 0) {
             kv_frame_result r = kv_frame_next(map, size, off, &len);
-            if (r == KV_FRAME_END) break;
-            kv_log(db, KV_LOG_WARNING, "value-log GC: file %u is damaged at offset %llu (%s); "
-                   "it is kept and not collected again", fid, (unsigned long long)off,
-                   r == KV_FRAME_TORN ? "cut short" : "bad entry header");
-            *damaged = 1;
+            if (r != KV_FRAME_END)
+                damage = r == KV_FRAME_TORN ? "an entry cut short" : "a bad entry header";
             break;
         }
         len = (size_t)plen;
         if (kv_vlog_entry_decode(map + off, KV_FRAME_HDR + len, 0, &e) != 0) {
-            kv_log(db, KV_LOG_WARNING, "value-log GC: file %u has a malformed entry at offset "
-                   "%llu; it is kept and not collected again", fid, (unsigned long long)off);
-            *damaged = 1;
+            damage = "a malformed entry";
             break;
         }
         st = kv_lookup_newest(db, e.key, e.klen, &vs, ptrbuf, &version, &found, err);
@@ -336,10 +332,7 @@ static kv_status rewrite_file(kv_db *db, uint32_t fid, uint64_t size, uint64_t *
             if (cur.fid == fid && cur.offset == off && cur.len == KV_FRAME_HDR + len) {
                 /* live: the newest version is this very entry */
                 if (!kv_frame_payload_ok(map + off, len)) {
-                    kv_log(db, KV_LOG_WARNING, "value-log GC: file %u has a damaged live entry "
-                           "at offset %llu; it is kept and not collected again", fid,
-                           (unsigned long long)off);
-                    *damaged = 1;
+                    damage = "a damaged live entry";
                     break;
                 }
                 st = kv_batch_put_ex(b, e.key, e.klen, e.value, e.vlen, vs.user_meta,
@@ -352,6 +345,11 @@ static kv_status rewrite_file(kv_db *db, uint32_t fid, uint64_t size, uint64_t *
         if (st == KV_OK && (b->count >= GC_BATCH_ENTRIES || b->vlen + b->len >= GC_BATCH_BYTES))
             st = gc_flush(db, b, rewritten, err);
     }
+    if (damage)
+        kv_log(db, KV_LOG_WARNING, "value-log GC: file %u has %s at offset %llu; the file is "
+               "kept, and GC leaves it alone while the database is open", fid, damage,
+               (unsigned long long)off);
+    *damaged = damage != NULL;
     if (st == KV_OK) st = gc_flush(db, b, rewritten, err);
     kv_vlog_release(db, h);
     kv_batch_free(b);
