@@ -202,30 +202,73 @@ kv_status kv_batch_require_version(kv_batch *b, uint64_t version, kv_err *err)
     return KV_OK;
 }
 
-/* Decodes one WAL entry of b; *next_ptr walks b->ptrs in entry order. */
-static int decode_entry(const kv_batch *b, const kv_wal_entry *we, uint32_t *next_ptr,
+/* Decodes one WAL entry of the record buf; *next_ptr walks ptrs (the
+ * record's placed values, batch.h) in entry order.  A placed value is
+ * read from its framed entry in vbuf; a pointer placed before the batch
+ * was built (a spilled transaction's value) stays a pointer. */
+static int decode_entry(const uint8_t *buf, const uint8_t *vbuf, const uint32_t *ptrs,
+                        uint32_t n_ptrs, const kv_wal_entry *we, uint32_t *next_ptr,
                         kv_batch_entry *e)
 {
     kv_vstruct vs;
+    uint32_t k = *next_ptr;
     if (kv_vstruct_decode(we->vs, we->vslen, &vs) != 0) return -1;
     e->key = we->key;
     e->klen = we->klen;
-    e->meta = vs.meta & (uint8_t)~KV_META_VALUE_PTR;
+    e->meta = vs.meta;
     e->user_meta = vs.user_meta;
     e->expires_at = vs.expires_at;
     e->value = vs.value;
     e->vlen = vs.value_len;
-    if (vs.meta & KV_META_VALUE_PTR) { /* the value is in the vlog buffer */
-        uint32_t k = *next_ptr;
+    if ((vs.meta & KV_META_VALUE_PTR) && k < n_ptrs && ptrs[3 * k] == (uint32_t)(vs.value - buf)) {
         kv_vlog_entry ve;
-        if (k >= b->n_ptrs || b->ptrs[3 * k] != (uint32_t)(vs.value - b->buf) ||
-            kv_vlog_entry_decode(b->vbuf + b->ptrs[3 * k + 1], b->ptrs[3 * k + 2], 0, &ve) != 0)
-            return -1;
+        if (kv_vlog_entry_decode(vbuf + ptrs[3 * k + 1], ptrs[3 * k + 2], 0, &ve) != 0) return -1;
         *next_ptr = k + 1;
+        e->meta = vs.meta & (uint8_t)~KV_META_VALUE_PTR;
         e->value = ve.value;
         e->vlen = ve.vlen;
     }
     return 0;
+}
+
+static int decode_batch_entry(const kv_batch *b, const kv_wal_entry *we, uint32_t *next_ptr,
+                              kv_batch_entry *e)
+{
+    return decode_entry(b->buf, b->vbuf, b->ptrs, b->n_ptrs, we, next_ptr, e);
+}
+
+size_t kv_record_inline_bound(size_t rec_len, size_t vlen, uint32_t n_ptrs)
+{
+    /* a value is shorter than its frame; its vstruct length may need up
+     * to 4 more varint bytes */
+    return rec_len + vlen + 4u * n_ptrs;
+}
+
+size_t kv_record_inline(const uint8_t *rec, size_t rec_len, const uint8_t *vbuf,
+                        const uint32_t *ptrs, uint32_t n_ptrs, uint8_t *out)
+{
+    kv_wal_cursor cur;
+    kv_wal_entry we;
+    uint64_t version;
+    uint32_t count, next_ptr = 0;
+    uint8_t flags, *o = out + BATCH_HDR;
+    int r;
+    if (rec_len < BATCH_HDR ||
+        kv_wal_payload_open(rec + KV_WAL_REC_HDR, rec_len - KV_WAL_REC_HDR, &version, &count,
+                            &flags, &cur) != 0)
+        return 0;
+    memcpy(out, rec, BATCH_HDR);
+    while ((r = kv_wal_next_entry(&cur, &we)) == 1) {
+        kv_batch_entry e;
+        if (decode_entry(rec, vbuf, ptrs, n_ptrs, &we, &next_ptr, &e) != 0) return 0;
+        o += kv_put_uvarint(o, e.klen);
+        memcpy(o, e.key, e.klen);
+        o += e.klen;
+        o += kv_put_uvarint(o, kv_vstruct_size(e.expires_at, e.vlen));
+        o += kv_vstruct_encode(o, e.meta, e.user_meta, e.expires_at, e.value, e.vlen);
+    }
+    if (r < 0 || next_ptr != n_ptrs) return 0;
+    return (size_t)(o - out);
 }
 
 static int open_entries(const kv_batch *b, kv_wal_cursor *cur)
@@ -247,10 +290,10 @@ int kv_batch_get_entry(const kv_batch *b, uint32_t i, kv_batch_entry *e)
         if (kv_wal_next_entry(&cur, &we) != 1) return -1;
         if (k < i) { /* keep the pointer walk in step */
             kv_batch_entry skip;
-            if (decode_entry(b, &we, &next_ptr, &skip) != 0) return -1;
+            if (decode_batch_entry(b, &we, &next_ptr, &skip) != 0) return -1;
         }
     }
-    return decode_entry(b, &we, &next_ptr, e);
+    return decode_batch_entry(b, &we, &next_ptr, e);
 }
 
 static kv_status add_decoded(kv_batch *dst, const kv_batch *src, const kv_batch_entry *e,
@@ -286,7 +329,7 @@ kv_batch *kv_batch_rebuild(const kv_batch *src, uint64_t threshold, kv_err *err)
     if (open_entries(src, &cur) != 0) goto bad;
     for (uint32_t i = 0; i < src->count; i++) {
         kv_batch_entry e;
-        if (kv_wal_next_entry(&cur, &we) != 1 || decode_entry(src, &we, &next_ptr, &e) != 0)
+        if (kv_wal_next_entry(&cur, &we) != 1 || decode_batch_entry(src, &we, &next_ptr, &e) != 0)
             goto bad;
         if (add_decoded(b, src, &e, err) != KV_OK) {
             kv_batch_free(b);

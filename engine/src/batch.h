@@ -68,8 +68,18 @@ kv_status kv_batch_copy_entry(kv_batch *dst, const kv_batch *src, uint32_t i, kv
 /* A copy of src with values placed by threshold (NULL on OOM). */
 kv_batch *kv_batch_rebuild(const kv_batch *src, uint64_t threshold, kv_err *err);
 
+/* The record rec[0..rec_len) with its placed values (ptrs: triples as in
+ * kv_batch, their framed entries in vbuf) written back inline: the WAL
+ * form of a record that replays without the value log.  Header and flags
+ * are copied, not sealed.  out must hold kv_record_inline_bound() bytes;
+ * returns the new record's length, 0 if rec is malformed. */
+size_t kv_record_inline_bound(size_t rec_len, size_t vlen, uint32_t n_ptrs);
+size_t kv_record_inline(const uint8_t *rec, size_t rec_len, const uint8_t *vbuf,
+                        const uint32_t *ptrs, uint32_t n_ptrs, uint8_t *out);
+
 /* Iterates the entries of a batch: key, meta, user meta, expires and the
- * value (resolved from the vlog buffer when it was moved there). */
+ * value (resolved from the vlog buffer when it was moved there; a value
+ * pointer the batch was given stays one, with KV_META_VALUE_PTR). */
 typedef struct kv_batch_entry {
     const uint8_t *key;
     size_t klen;

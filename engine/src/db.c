@@ -631,6 +631,7 @@ static kv_status recover(kv_db *db, kv_err *err)
     if (max_version < 1) max_version = 1;
     atomic_store(&sh->visible_version, max_version);
     sh->wq.last_version = max_version;
+    sh->wq.vlog_unsynced_ptrs = 1;
     if (!db->opt->read_only) {
         uint64_t id = atomic_fetch_add(&sh->vset.next_file_id, 1);
         kv_memtable *mt;

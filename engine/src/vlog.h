@@ -15,7 +15,8 @@
  *  2. With sync, vlog files are fsynced before the WAL record is written,
  *     and the record says so (KV_WAL_F_VLOG_SYNCED); at replay a pointer
  *     that does not resolve ends the log if the record was not synced and
- *     is corruption if it was.
+ *     is corruption if it was.  (A small synced group may write its values
+ *     inline in the WAL instead and leave the vlog unsynced: writer.h.)
  *  3. A memtable's table is installed only after every vlog byte it may
  *     point to is synced (kv_vlog_sync).
  *

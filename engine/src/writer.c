@@ -23,6 +23,9 @@
 #define GROUP_SMALL_FIRST (128u << 10)
 #define GROUP_MAX_ITEMS 256
 #define GATHER_MAX_US 60
+/* a synced group with at most this many value-log bytes writes them
+ * inline in its WAL records too, and syncs only the WAL (writer.h) */
+#define SYNC_INLINE_MAX (64u << 10)
 
 /* One batch of a leader's group: where its image is in memory. */
 typedef struct grec {
@@ -324,15 +327,45 @@ static int conditions_hold(kv_db *db, const grec *g, kv_err *err, kv_status *st)
     return 1;
 }
 
+/* The group's WAL records, sealed, as iov entries: with inl, records
+ * with placed values get their inline form (written into inl). */
+static kv_status group_records(grec *g, int n, int any_sync, uint8_t *inl, struct iovec *iov,
+                               int *niov, uint64_t *bytes, kv_err *err)
+{
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        uint8_t *rec = g[i].rec;
+        size_t len = g[i].len;
+        if (!len || (g[i].flags & KV_WQ_VLOG_ONLY)) continue;
+        if (inl && g[i].n_ptrs) {
+            len = kv_record_inline(g[i].rec, g[i].len, g[i].vbuf, g[i].ptrs, g[i].n_ptrs,
+                                   inl + used);
+            if (!len) return kv_seterr(err, KV_CORRUPTION, 0, "malformed batch record in a group");
+            rec = inl + used;
+            used += len;
+        } else if (any_sync && g[i].vlen) {
+            /* the vlog is already durable: say so in the record */
+            rec[KV_WAL_REC_HDR + 12] |= KV_WAL_F_VLOG_SYNCED;
+        }
+        kv_wal_seal(rec, len, g[i].version);
+        iov[*niov].iov_base = rec;
+        iov[(*niov)++].iov_len = len;
+        *bytes += len;
+    }
+    return KV_OK;
+}
+
 static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *err)
 {
     kv_shared *sh = db->sh;
-    uint64_t cost = 0, bytes = 0;
+    kv_wq *q = &sh->wq;
+    uint64_t cost = 0, bytes = 0, vrec = 0, inl_size = 0;
     kv_memtable *mt;
     kv_status st = KV_OK;
     struct iovec iov_small[16], *iov = iov_small;
     kv_vlog_piece pieces_small[16], *pieces = pieces_small;
-    int i, niov = 0, npieces = 0, rotate_after = 0, rotate_vlog = 0;
+    uint8_t *inl = NULL;
+    int i, niov = 0, npieces = 0, rotate_after = 0, rotate_vlog = 0, vlog_only = 0;
 
     if (n == 1 && g[0].n_conds) { /* a conditional batch: a group of its own */
         if (!conditions_hold(db, &g[0], err, &st)) {
@@ -341,7 +374,13 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
         }
     }
     for (i = 0; i < n; i++) {
-        if (g[i].flags & KV_WQ_VLOG_ONLY) g[i].cost = 0;
+        if (g[i].flags & KV_WQ_VLOG_ONLY) {
+            g[i].cost = 0;
+            vlog_only |= g[i].vlen != 0;
+        } else {
+            vrec += g[i].vlen;
+            inl_size += kv_record_inline_bound(g[i].len, g[i].vlen, g[i].n_ptrs);
+        }
         cost += g[i].cost;
         if (g[i].flags & KV_WQ_ROTATE_MEM) rotate_after = 1;
         if (g[i].flags & KV_WQ_ROTATE_VLOG) rotate_vlog = 1;
@@ -359,12 +398,18 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
         return st;
     }
     mt = kv_mt_at(db, sh->mem);
+    /* one fsync instead of two: a synced group whose few value-log bytes
+     * are the only unsynced ones any WAL record may need (writer.h, 4) */
+    if (any_sync && !db->opt->in_memory && vrec && vrec <= SYNC_INLINE_MAX && !vlog_only &&
+        !q->vlog_unsynced_ptrs)
+        inl = malloc(inl_size); /* NULL: the usual way */
     if (n > 16) {
         iov = malloc(sizeof *iov * (size_t)n);
         pieces = malloc(sizeof *pieces * (size_t)n);
         if (!iov || !pieces) {
             free(iov == iov_small ? NULL : iov);
             free(pieces == pieces_small ? NULL : pieces);
+            free(inl);
             return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory in group commit");
         }
     }
@@ -387,21 +432,17 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
         if (st != KV_OK) kv_set_bg_error(db, err);
         else mt->has_vptrs = 1;
     }
-    /* prefix durability: a synced write makes every vlog byte written so
-     * far durable, before its WAL record (wal.h: KV_WAL_F_VLOG_SYNCED) */
-    if (st == KV_OK && any_sync && !db->opt->in_memory) {
+    /* prefix durability: a synced write makes every vlog byte a WAL
+     * record may point to durable, before its own WAL records
+     * (wal.h: KV_WAL_F_VLOG_SYNCED) */
+    if (st == KV_OK && any_sync && !db->opt->in_memory &&
+        (q->vlog_unsynced_ptrs || (npieces && !inl))) {
         st = kv_vlog_sync(db, err);
         if (st != KV_OK) kv_set_bg_error(db, err);
-    }
-    for (i = 0; i < n && st == KV_OK; i++) {
-        if (!g[i].len || (g[i].flags & KV_WQ_VLOG_ONLY)) continue;
-        /* with sync the vlog is already durable: say so in the record */
-        if (any_sync && g[i].vlen) g[i].rec[KV_WAL_REC_HDR + 12] |= KV_WAL_F_VLOG_SYNCED;
-        kv_wal_seal(g[i].rec, g[i].len, g[i].version);
-        iov[niov].iov_base = g[i].rec;
-        iov[niov++].iov_len = g[i].len;
-        bytes += g[i].len;
-    }
+        else q->vlog_unsynced_ptrs = 0;
+    } else if (st == KV_OK && npieces && !inl)
+        q->vlog_unsynced_ptrs = 1;
+    if (st == KV_OK) st = group_records(g, n, any_sync, inl, iov, &niov, &bytes, err);
     if (st == KV_OK && niov && !db->opt->in_memory) {
         kv_file *f;
         st = wal_handle(db, mt, &f, err);
@@ -424,6 +465,7 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
         }
         if (st != KV_OK) kv_set_bg_error(db, err);
     }
+    free(inl);
     if (iov != iov_small) free(iov);
     if (pieces != pieces_small) free(pieces);
     for (i = 0; i < n && st == KV_OK; i++) {
@@ -432,6 +474,8 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
                          g[i].version, err);
         if (st != KV_OK) kv_set_bg_error(db, err);
     }
+    /* inline values make a WAL outgrow its memtable: bound replay's work */
+    if (mt->wal_size > 2 * sh->arena_size) rotate_after = 1;
     if (st == KV_OK) {
         atomic_store_explicit(&sh->visible_version, g[n - 1].version, memory_order_release);
         KV_STAT_ADD(db, write_groups, 1);

@@ -23,6 +23,11 @@
  *     <= visible_version is fully in a memtable.
  *  3. A batch's vlog entries are written before its WAL record, and its
  *     WAL record before any of it is in a memtable.
+ *  4. A synced group with few value-log bytes (SYNC_INLINE_MAX) writes
+ *     its records to the WAL with those values inline and does not sync
+ *     the value log: one fsync, not two.  The memtable still gets the
+ *     pointers (the vlog entries are written as usual); the flush syncs
+ *     the value log before the table is installed (vlog.h rule 3).
  */
 #ifndef KV_WRITER_H
 #define KV_WRITER_H
@@ -62,6 +67,10 @@ typedef struct kv_wq {
     uint32_t leader_active;
     uint32_t last_sync_group; /* items in the last synced group (gathering) */
     uint64_t last_version;    /* last version assigned */
+    /* leader only: WAL records written since the value logs were last
+     * synced by a leader may point into unsynced vlog bytes, so the next
+     * synced group must sync the value logs (1 at open: unknown) */
+    uint32_t vlog_unsynced_ptrs;
 } kv_wq;
 
 struct kv_db;

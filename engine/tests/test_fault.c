@@ -166,8 +166,10 @@ START_TEST(test_manifest_append_fails)
 }
 END_TEST
 
-/* Power loss: only synced data survives, and all synced data survives. */
-START_TEST(test_power_cut)
+/* Power loss: only synced data survives, and all synced data survives.
+ * threshold: values at least this long go to the value log; one write in
+ * sync_one_in asks for sync. */
+static void run_power_cut(size_t threshold, int sync_one_in)
 {
     long rounds = tu_scale(8);
     tu_rng r;
@@ -180,9 +182,10 @@ START_TEST(test_power_cut)
         kv_err err;
         int n = 200 + (int)tu_randn(&r, 1500), last_synced = -1;
         small(&o, dir, env);
+        o.value_threshold = threshold;
         TU_OK(kv_open(&o, &db, &err), &err);
         for (int i = 0; i < n; i++) {
-            int sync = tu_randn(&r, 10) == 0;
+            int sync = tu_randn(&r, (uint64_t)sync_one_in) == 0;
             TU_OK(put_batch(db, i, sync, &err), &err);
             if (sync) last_synced = i;
             if (tu_randn(&r, 300) == 0) TU_OK(kv_flush(db, &err), &err);
@@ -196,6 +199,21 @@ START_TEST(test_power_cut)
         tu_rmdir(dir);
         free(dir);
     }
+}
+
+START_TEST(test_power_cut)
+{
+    run_power_cut(1 << 20, 10);
+}
+END_TEST
+
+/* Values in the value log: synced groups that carry them inline in the
+ * WAL (no vlog fsync), synced groups that sync the vlog first because an
+ * unsynced record points into it, and flushes that sync it. */
+START_TEST(test_power_cut_vlog)
+{
+    run_power_cut(16, 10);
+    run_power_cut(16, 2);
 }
 END_TEST
 
@@ -211,6 +229,7 @@ int main(void)
     tcase_add_test(tc, test_compaction_fails);
     tcase_add_test(tc, test_manifest_append_fails);
     tcase_add_test(tc, test_power_cut);
+    tcase_add_test(tc, test_power_cut_vlog);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -6,6 +6,7 @@
  * file rotated when it is the best candidate), and bulk appends with
  * O_DIRECT.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "env_fault.h"
 #include "frame.h"
 #include "testutil.h"
 #include "vlog_format.h"
@@ -327,36 +329,105 @@ START_TEST(test_torn_vlog_tail)
 }
 END_TEST
 
-/* A synced write's value log cannot be torn: a damaged one is corruption. */
+/* A child process makes 50 synced writes of vlen-byte values and exits
+ * without closing; then the newest value log loses its last 3000 bytes,
+ * as if they had never reached the disk. */
+static void synced_writes_then_cut_vlog(const kv_options *o, size_t vlen)
+{
+    pid_t pid = fork();
+    int status;
+    char *vlog;
+    struct stat st;
+    if (pid == 0) {
+        kv_db *db;
+        kv_err err;
+        if (kv_open(o, &db, &err) != KV_OK) _exit(2);
+        for (int i = 0; i < 50; i++)
+            if (put(db, i, 0, vlen, 1) != KV_OK) _exit(3);
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    vlog = last_vlog(o->dir);
+    ck_assert(vlog && stat(vlog, &st) == 0);
+    ck_assert_int_eq(truncate(vlog, st.st_size - 3000), 0);
+    free(vlog);
+}
+
+/* A synced write's value log cannot be torn: a damaged one is corruption.
+ * (Values of 70,000 bytes: more than a synced group writes inline in the
+ * WAL, so the records point into a value log synced before them.) */
 START_TEST(test_synced_vlog_damage_is_corruption)
 {
     char *dir = tu_mkdtemp("vsync");
     kv_options o;
     kv_db *db;
     kv_err err;
-    pid_t pid;
-    int status;
-    char *vlog;
-    struct stat st;
     kv_status s2;
     vopts(&o, dir);
     o.mem_table_size = 8 << 20;
-    pid = fork();
-    if (pid == 0) {
-        if (kv_open(&o, &db, &err) != KV_OK) _exit(2);
-        for (int i = 0; i < 50; i++)
-            if (put(db, i, 0, 1000, 1) != KV_OK) _exit(3);
-        _exit(0);
-    }
-    waitpid(pid, &status, 0);
-    vlog = last_vlog(dir);
-    ck_assert(vlog && stat(vlog, &st) == 0);
-    ck_assert_int_eq(truncate(vlog, st.st_size - 3000), 0);
+    synced_writes_then_cut_vlog(&o, 70000);
     s2 = kv_open(&o, &db, &err);
     ck_assert_msg(s2 == KV_CORRUPTION, "want corruption, got %s", kv_status_str(s2));
     ck_assert_msg(strstr(err.msg, "value-log") || strstr(err.msg, "value log"), "message: %s",
                   err.msg);
-    free(vlog);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+/* Small synced writes carry their values in the WAL too, so they do not
+ * need the value log to survive: a value log cut short (as a power loss
+ * leaves it, it was never synced) loses nothing. */
+START_TEST(test_synced_small_writes_in_wal)
+{
+    char *dir = tu_mkdtemp("vinl");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    vopts(&o, dir);
+    o.mem_table_size = 8 << 20;
+    synced_writes_then_cut_vlog(&o, 1000);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 50; i++) check(db, i, 0, 1000, i >= 47 ? 0 : -1);
+    TU_OK(kv_close(db, &err), &err);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 50; i++) check(db, i, 0, 1000, -1);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+/* ... and such a commit fsyncs the WAL only, unless an earlier record
+ * points into value-log bytes not yet synced. */
+START_TEST(test_synced_small_writes_sync_only_the_wal)
+{
+    char *dir = tu_mkdtemp("vwal");
+    kv_env *env = kv_env_fault_new(NULL);
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    vopts(&o, dir);
+    o.mem_table_size = 8 << 20;
+    o.env = env;
+    o.log_level = KV_LOG_ERROR;
+    TU_OK(kv_open(&o, &db, &err), &err);
+    TU_OK(put(db, 0, 0, 1000, 1), NULL); /* what open left behind is synced here */
+    kv_env_fault_set(env, KV_FAULT_SYNC, 0, EIO, ".vlog");
+    for (int i = 1; i <= 20; i++) TU_OK(put(db, i, 0, 1000, 1), NULL);
+    ck_assert_int_eq(kv_env_fault_failures(env, KV_FAULT_SYNC), 0);
+    TU_OK(put(db, 100, 0, 1000, 0), NULL); /* its WAL record points into the vlog */
+    ck_assert_int_eq(put(db, 101, 0, 1000, 1), KV_IO);
+    ck_assert_int_eq(kv_env_fault_failures(env, KV_FAULT_SYNC), 1);
+    kv_close(db, &err);
+    kv_env_fault_free(env);
+    o.env = NULL;
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i <= 20; i++) check(db, i, 0, 1000, -1);
+    check(db, 100, 0, 1000, 1);
+    check(db, 101, -1, 0, -1);
+    TU_OK(kv_close(db, &err), &err);
     tu_rmdir(dir);
     free(dir);
 }
@@ -939,6 +1010,8 @@ int main(void)
     tcase_add_test(tc, test_rotation);
     tcase_add_test(tc, test_torn_vlog_tail);
     tcase_add_test(tc, test_synced_vlog_damage_is_corruption);
+    tcase_add_test(tc, test_synced_small_writes_in_wal);
+    tcase_add_test(tc, test_synced_small_writes_sync_only_the_wal);
     tcase_add_test(tc, test_gc_keeps_damaged_file);
     tcase_add_test(tc, test_missing_vlog_file);
     tcase_add_test(tc, test_gc_reclaims_space);
