@@ -124,6 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kv_err err;
     kv_status st;
     uint64_t valid_end = 0;
+    int torn = 0;
     replay_ctx rc;
     long l;
 
@@ -184,8 +185,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     env->close(f);
     memset(&rc, 0, sizeof rc);
     rc.size = len;
-    st = kv_wal_replay(env, PATH, (m & 4) ? FILE_ID : 0, on_record, &rc, &valid_end, &err);
+    st = kv_wal_replay(env, PATH, (m & 4) ? FILE_ID : 0, on_record, &rc, &valid_end, &torn,
+                       &err);
     FZ_CHECK(st == KV_OK || st == KV_CORRUPTION);
+    if (st == KV_OK && valid_end) { /* torn exactly when data is left after the end */
+        int rest_zero = 1;
+        for (size_t i = valid_end; i < len && rest_zero; i++) rest_zero = img[i] == 0;
+        FZ_CHECK(torn == !rest_zero);
+    }
     if (st == KV_CORRUPTION) FZ_CHECK(strstr(err.msg, PATH) != NULL);
     FZ_CHECK(valid_end <= len);
     if (st == KV_OK && rc.records) FZ_CHECK(valid_end > rc.last_off);

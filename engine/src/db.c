@@ -499,10 +499,18 @@ static kv_status replay_wals(kv_db *db, dir_scan *ds, uint64_t *max_version, kv_
         }
         st = new_replay_memtable(db, &rc, ds->mems[i], err);
         if (st == KV_OK) {
-            st = kv_wal_replay(db->env, path, ds->mems[i], replay_record, &rc, &valid_end, err);
+            int torn = 0;
+            st = kv_wal_replay(db->env, path, ds->mems[i], replay_record, &rc, &valid_end, &torn,
+                               err);
             if (st == KV_NOT_FOUND) {
                 ended = 1;
                 st = KV_OK;
+            } else if (st == KV_OK && torn) {
+                /* writes after the tear were lost with it: later logs too */
+                kv_log(db, KV_LOG_WARNING,
+                       "WAL \"%s\" ends at offset %llu: the rest was cut short by a crash",
+                       path, (unsigned long long)valid_end);
+                ended = 1;
             }
         }
         if (st == KV_OK) {

@@ -1,6 +1,7 @@
 /*
  * env_fault.c - fault-injecting kv_env (see env_fault.h).  It forwards to
- * an inner env and keeps, per path, the size written and the size synced.
+ * an inner env and keeps, per path, the size written and the size synced,
+ * and the old bytes of unsynced overwrites of synced data.
  */
 #include "env_fault.h"
 
@@ -12,9 +13,18 @@
 
 #include "err.h"
 
+/* What an unsynced write replaced in the synced part of a file. */
+typedef struct fundo {
+    uint64_t off;
+    size_t len;
+    struct fundo *next; /* older */
+    uint8_t old[];
+} fundo;
+
 typedef struct ftrack {
     char *path;
     uint64_t size, synced;
+    fundo *undo;          /* newest first; cleared by a sync */
     int created_unsynced; /* created and directory not synced since */
     /* renamed here and the directory not synced since: where it came from
      * (and whether that name was durable), and the durable file the rename
@@ -55,8 +65,18 @@ static ftrack *track(fault_env *e, const char *path, int create)
     return t;
 }
 
+static void undo_free(ftrack *t)
+{
+    while (t->undo) {
+        fundo *u = t->undo;
+        t->undo = u->next;
+        free(u);
+    }
+}
+
 static void ftrack_free(ftrack *t)
 {
+    undo_free(t);
     free(t->path);
     free(t->orig);
     free(t->backup);
@@ -171,9 +191,29 @@ static kv_status fe_pwritev(kv_file *kf, const struct iovec *iov, int iovcnt, ui
         return kv_seterr(err, kv_status_from_errno(fail), fail,
                          "could not write file \"%s\" at offset %llu (injected)", kf->path,
                          (unsigned long long)off);
+    for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
+    pthread_mutex_lock(&e->mu);
+    {
+        /* overwriting synced bytes (a preallocated WAL): a power cut
+         * before the next sync brings the old ones back */
+        ftrack *t = track(e, kf->path, 1);
+        if (off < t->synced && total) {
+            size_t n = (size_t)(t->synced - off < total ? t->synced - off : total), got = 0;
+            fundo *u = malloc(sizeof *u + n);
+            if (!u || e->inner->pread(f->inner, u->old, n, off, &got, NULL) != KV_OK) {
+                free(u);
+                pthread_mutex_unlock(&e->mu);
+                return kv_seterr(err, KV_NO_MEMORY, 0, "fault env: cannot keep old bytes");
+            }
+            u->off = off;
+            u->len = got;
+            u->next = t->undo;
+            t->undo = u;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
     st = e->inner->pwritev(f->inner, iov, iovcnt, off, err);
     if (st != KV_OK) return st;
-    for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
     pthread_mutex_lock(&e->mu);
     {
         ftrack *t = track(e, kf->path, 1);
@@ -198,6 +238,7 @@ static kv_status fe_sync(kv_file *kf, kv_err *err)
     {
         ftrack *t = track(e, kf->path, 1);
         t->synced = t->size;
+        undo_free(t);
     }
     pthread_mutex_unlock(&e->mu);
     return KV_OK;
@@ -219,6 +260,7 @@ static kv_status fe_truncate(kv_file *kf, uint64_t size, kv_err *err)
         ftrack *t = track(e, kf->path, 1);
         t->size = size;
         if (t->synced > size) t->synced = size;
+        undo_free(t); /* (no test cuts a file it overwrote unsynced) */
     }
     pthread_mutex_unlock(&e->mu);
     return KV_OK;
@@ -488,15 +530,19 @@ kv_status kv_env_fault_drop_unsynced(kv_env *env, kv_err *err)
         if (t->created_unsynced) {
             st = e->inner->remove(e->inner, t->path, err);
             untrack(e, t->path);
-        } else if (t->size > t->synced) {
+        } else if (t->size > t->synced || t->undo) {
             kv_file *f;
             st = e->inner->open(e->inner, t->path, KV_O_RDWR, &f, err);
             if (st == KV_NOT_FOUND) {
                 st = KV_OK;
+                undo_free(t);
                 continue;
             }
             if (st != KV_OK) break;
-            st = e->inner->truncate(f, t->synced, err);
+            for (fundo *u = t->undo; u && st == KV_OK; u = u->next) /* newest first */
+                st = kv_env_pwrite(e->inner, f, u->old, u->len, u->off, err);
+            undo_free(t);
+            if (st == KV_OK) st = e->inner->truncate(f, t->synced, err);
             e->inner->close(f);
             t->size = t->synced;
         }

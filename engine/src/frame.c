@@ -66,3 +66,19 @@ kv_frame_result kv_frame_next(const uint8_t *data, size_t size, size_t off,
     *payload_len = len;
     return KV_FRAME_OK;
 }
+
+int kv_frame_unwritten(const uint8_t *data, size_t size, size_t off, size_t page)
+{
+    size_t left, end;
+    if (off >= size) return 1;
+    left = size - off;
+    if (all_zero(data + off, left < KV_FRAME_HDR ? left : KV_FRAME_HDR)) return 1;
+    end = left < KV_FRAME_HDR ? size : off + KV_FRAME_HDR;
+    if (left >= KV_FRAME_HDR && kv_frame_len_ok(data + off)) {
+        uint64_t len = kv_get_u32(data + off);
+        end = len <= left - KV_FRAME_HDR ? off + KV_FRAME_HDR + (size_t)len : size;
+    }
+    for (size_t p = off - off % page; p < end; p += page)
+        if (all_zero(data + p, size - p < page ? size - p : page)) return 1;
+    return 0;
+}

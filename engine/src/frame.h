@@ -17,7 +17,7 @@
  *   - a bad payload checksum on the last frame (only zeros after it):
  *     torn tail;
  *   - anything else wrong (bad length check, bad checksum followed by more
- *     data): corruption.
+ *     data): corruption (but see kv_frame_unwritten).
  */
 #ifndef KV_FRAME_H
 #define KV_FRAME_H
@@ -43,6 +43,15 @@ int kv_frame_len_ok(const uint8_t *hdr);
 /* Classifies the frame at data[off..size). */
 kv_frame_result kv_frame_next(const uint8_t *data, size_t size, size_t off,
                               size_t *payload_len);
+
+/* For a log written over zero-filled space (the WAL, writer.c): 1 if the
+ * damaged frame at data[off..size) shows space that was never written -
+ * its header is zeros, or a whole page-aligned page within its extent
+ * is.  Writeback after such an overwrite can reach the disk out of order,
+ * so a crash may leave a hole of zeros in front of later data: that is a
+ * torn tail, not corruption (as in PostgreSQL, an unreadable record ends
+ * the log there). */
+int kv_frame_unwritten(const uint8_t *data, size_t size, size_t off, size_t page);
 
 /* The cheap part of kv_frame_next, for a reader that needs the payload of
  * only some frames: the payload length if the frame at data[off..size)

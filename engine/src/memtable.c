@@ -45,6 +45,7 @@ kv_status kv_mt_create(kv_db *db, uint64_t id, kv_memtable **out, kv_err *err)
     mt->id = id;
     mt->wal_size = 0;
     mt->wal_synced = 0;
+    mt->wal_zeroed = 0;
     atomic_store(&mt->wal_durable, 0);
     mt->dir_synced = 0;
     mt->has_vptrs = 0;

@@ -34,6 +34,7 @@ typedef struct kv_memtable {
     uint64_t id;                /* file id of its WAL (0 if none) */
     uint64_t wal_size;          /* bytes of WAL written; leader only */
     uint64_t wal_synced;        /* bytes of WAL known durable; leader only */
+    uint64_t wal_zeroed;        /* WAL bytes zero-filled ahead of the records; leader only */
     _Atomic uint32_t wal_durable; /* immutable and its whole WAL is synced */
     uint32_t pad2;
     _Atomic uint64_t max_version;

@@ -64,13 +64,14 @@ long kv_wal_check_record(const uint8_t *buf, size_t n)
 }
 
 kv_status kv_wal_replay(kv_env *env, const char *path, uint64_t expect_id, kv_wal_record_fn fn,
-                        void *ctx, uint64_t *valid_end, kv_err *err)
+                        void *ctx, uint64_t *valid_end, int *torn, kv_err *err)
 {
     uint8_t *data = NULL;
     size_t size = 0, off;
     kv_status st = kv_env_read_file(env, path, &data, &size, err);
     if (st != KV_OK) return st;
     *valid_end = 0;
+    if (torn) *torn = 0;
     if (size < KV_WAL_HEADER_SIZE) {
         /* created but the header never made it: an empty log */
         free(data);
@@ -90,6 +91,9 @@ kv_status kv_wal_replay(kv_env *env, const char *path, uint64_t expect_id, kv_wa
         size_t len = 0;
         kv_frame_result r = kv_frame_next(data, size, off, &len);
         if (r == KV_FRAME_OK && len < KV_WAL_PAYLOAD_HDR) r = KV_FRAME_CORRUPT;
+        if (r == KV_FRAME_CORRUPT && kv_frame_unwritten(data, size, off, KV_WAL_PAGE))
+            r = KV_FRAME_TORN;
+        if (r == KV_FRAME_TORN && torn) *torn = 1;
         if (r == KV_FRAME_END || r == KV_FRAME_TORN) break;
         if (r == KV_FRAME_CORRUPT) {
             free(data);

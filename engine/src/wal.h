@@ -29,6 +29,7 @@
 #define KV_WAL_HEADER_SIZE 16u
 #define KV_WAL_REC_HDR 12u                 /* frame header (frame.h) */
 #define KV_WAL_PAYLOAD_HDR 13u             /* version + count + flags */
+#define KV_WAL_PAGE 4096u                  /* unit of writeback (kv_frame_unwritten) */
 #define KV_WAL_MAX_RECORD (1ull << 32) - 1 /* payload length is a u32 */
 
 /* record flags (DO NOT CHANGE) */
@@ -62,15 +63,19 @@ int kv_wal_next_entry(kv_wal_cursor *cur, kv_wal_entry *e);
 void kv_wal_file_header(uint8_t *hdr, uint64_t file_id);
 
 /* Replays a WAL file: calls fn for each valid record payload in order.
- * A torn tail (frame.h) ends the replay and *valid_end is where it
- * started; damage followed by more data is KV_CORRUPTION naming the file
- * and offset.  fn may return an error to stop, or KV_NOT_FOUND to declare
- * this record the end of the log (its value-log data never made it):
- * replay then returns KV_NOT_FOUND with *valid_end at that record. */
+ * The log ends at the end of the file, at zeros (space zero-filled ahead
+ * of the records, writer.c), or at a torn tail: a write cut short, or
+ * space never written in front of later data (frame.h,
+ * kv_frame_unwritten); *valid_end is where it ended, and *torn (if not
+ * NULL) is 1 when a torn tail ended it.  Other damage followed by more
+ * data is KV_CORRUPTION naming the file and offset.  fn may return an
+ * error to stop, or KV_NOT_FOUND to declare this record the end of the
+ * log (its value-log data never made it): replay then returns
+ * KV_NOT_FOUND with *valid_end at that record. */
 typedef kv_status (*kv_wal_record_fn)(void *ctx, const uint8_t *payload, size_t n,
                                       uint64_t offset, kv_err *err);
 kv_status kv_wal_replay(kv_env *env, const char *path, uint64_t expect_id, kv_wal_record_fn fn,
-                        void *ctx, uint64_t *valid_end, kv_err *err);
+                        void *ctx, uint64_t *valid_end, int *torn, kv_err *err);
 
 /* Validates one framed record at buf[0..n): returns the payload length or
  * -1 if invalid/truncated (fuzzing, tools).  The payload must also hold a

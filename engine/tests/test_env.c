@@ -714,6 +714,10 @@ START_TEST(test_power_cut)
     TU_OK(env->sync(e, &err), &err);
     /* unsynced appends to a, b, c and d */
     write_ok(env, a, data + 1000, 500, 1000);
+    /* unsynced overwrites of synced bytes of a (two, overlapping): the
+     * power cut brings back what was synced */
+    write_ok(env, a, data + 2000, 200, 100);
+    write_ok(env, a, data + 2500, 300, 50);
     write_ok(env, b, data + 700, 300, 700);
     write_ok(env, c, data, 30, 0);
     write_ok(env, d, data + 1000, 200, 1000);

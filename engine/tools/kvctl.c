@@ -562,17 +562,18 @@ static void check_wal(checker *c, const dfile *f)
     char path[PATH_CAP];
     wal_ctx w = {path, 0, 0};
     uint64_t valid_end = 0;
+    int torn = 0;
     kv_err err;
     kv_status st;
 
     snprintf(path, sizeof path, "%s/%s", c->dir, f->name);
-    st = kv_wal_replay(kv_env_posix(), path, f->id, wal_check_rec, &w, &valid_end, &err);
+    st = kv_wal_replay(kv_env_posix(), path, f->id, wal_check_rec, &w, &valid_end, &torn, &err);
     if (st == KV_NOT_FOUND) return; /* flushed and removed meanwhile */
     if (st != KV_OK) {
         problem(c, 1, "%s", err.msg);
         return;
     }
-    if (valid_end && valid_end < f->size)
+    if (torn)
         problem(c, 0, "WAL file \"%s\": torn tail at offset %llu (%llu bytes ignored)", path,
                 (unsigned long long)valid_end, (unsigned long long)(f->size - valid_end));
 }
@@ -830,6 +831,7 @@ static int cmd_dump_wal(const char *path, int verbose)
 {
     wal_dump w = {verbose, 0, 0};
     uint64_t valid_end = 0;
+    int torn = 0;
     uint8_t *d;
     size_t n;
     kv_err err;
@@ -844,11 +846,12 @@ static int cmd_dump_wal(const char *path, int verbose)
            kv_get_u32(d), kv_get_u32(d) == KV_WAL_MAGIC ? "" : " (BAD)", kv_get_u32(d + 4),
            (unsigned long long)kv_get_u64(d + 8));
     free(d);
-    if (kv_wal_replay(kv_env_posix(), path, 0, wal_dump_rec, &w, &valid_end, &err) != KV_OK) {
+    if (kv_wal_replay(kv_env_posix(), path, 0, wal_dump_rec, &w, &valid_end, &torn, &err) !=
+        KV_OK) {
         if (strstr(err.msg, path) == NULL) kv_err_prefix(&err, "WAL file \"%s\"", path);
         return fail_err(&err);
     }
-    if (valid_end && valid_end < n)
+    if (torn)
         printf("torn tail at offset %llu: %llu bytes ignored\n", (unsigned long long)valid_end,
                (unsigned long long)(n - valid_end));
     printf("%llu records, %llu entries\n", (unsigned long long)w.records,
