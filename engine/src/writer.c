@@ -179,22 +179,20 @@ static kv_status wal_handle(kv_db *db, const kv_memtable *mt, kv_file **out, kv_
  * overwrites zeros on disk: its fdatasync writes data only, with no
  * journal commit for a grown file (PostgreSQL zero-fills its WAL segments
  * for the same reason).  The group's fsync makes the zeros durable;
- * replay takes zeros as the end of the log (wal.h).  Leader only. */
-static kv_status wal_prealloc(kv_db *db, kv_memtable *mt, kv_file *f, uint64_t rec_end,
-                              kv_err *err)
+ * replay takes zeros as the end of the log (wal.h).  Best effort: if it
+ * fails (a full disk), the records still append.  Leader only. */
+static void wal_prealloc(kv_db *db, kv_memtable *mt, kv_file *f, uint64_t rec_end)
 {
     static const uint8_t zeros[64u << 10];
     struct iovec iov[WAL_PREALLOC / sizeof zeros];
-    kv_status st;
-    if (rec_end < mt->wal_zeroed) return KV_OK;
+    if (rec_end < mt->wal_zeroed) return;
     for (size_t i = 0; i < sizeof iov / sizeof iov[0]; i++) {
         iov[i].iov_base = (void *)zeros;
         iov[i].iov_len = sizeof zeros;
     }
-    st = db->env->pwritev(f, iov, (int)(sizeof iov / sizeof iov[0]), KV_WAL_HEADER_SIZE + rec_end,
-                          err);
-    if (st == KV_OK) mt->wal_zeroed = rec_end + WAL_PREALLOC;
-    return st;
+    if (db->env->pwritev(f, iov, (int)(sizeof iov / sizeof iov[0]), KV_WAL_HEADER_SIZE + rec_end,
+                         NULL) == KV_OK)
+        mt->wal_zeroed = rec_end + WAL_PREALLOC;
 }
 
 /* ---- rotation ---- */
@@ -473,7 +471,7 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
         st = wal_handle(db, mt, &f, err);
         if (st == KV_OK)
             st = db->env->pwritev(f, iov, niov, KV_WAL_HEADER_SIZE + mt->wal_size, err);
-        if (st == KV_OK && any_sync) st = wal_prealloc(db, mt, f, mt->wal_size + bytes, err);
+        if (st == KV_OK && any_sync) wal_prealloc(db, mt, f, mt->wal_size + bytes);
         if (st == KV_OK) {
             mt->wal_size += bytes;
             KV_STAT_ADD(db, bytes_written, bytes);
