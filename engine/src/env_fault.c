@@ -74,6 +74,21 @@ static void undo_free(ftrack *t)
     }
 }
 
+/* A file cut to size: undo records past it go, one across it is cut. */
+static void undo_cut(ftrack *t, uint64_t size)
+{
+    for (fundo **pp = &t->undo; *pp;) {
+        fundo *u = *pp;
+        if (u->off >= size) {
+            *pp = u->next;
+            free(u);
+            continue;
+        }
+        if (u->off + u->len > size) u->len = (size_t)(size - u->off);
+        pp = &u->next;
+    }
+}
+
 static void ftrack_free(ftrack *t)
 {
     undo_free(t);
@@ -200,10 +215,12 @@ static kv_status fe_pwritev(kv_file *kf, const struct iovec *iov, int iovcnt, ui
         if (off < t->synced && total) {
             size_t n = (size_t)(t->synced - off < total ? t->synced - off : total), got = 0;
             fundo *u = malloc(sizeof *u + n);
-            if (!u || e->inner->pread(f->inner, u->old, n, off, &got, NULL) != KV_OK) {
+            kv_status rst = u ? e->inner->pread(f->inner, u->old, n, off, &got, err)
+                              : kv_seterr(err, KV_NO_MEMORY, 0, "fault env: out of memory");
+            if (rst != KV_OK) {
                 free(u);
                 pthread_mutex_unlock(&e->mu);
-                return kv_seterr(err, KV_NO_MEMORY, 0, "fault env: cannot keep old bytes");
+                return rst;
             }
             u->off = off;
             u->len = got;
@@ -260,7 +277,7 @@ static kv_status fe_truncate(kv_file *kf, uint64_t size, kv_err *err)
         ftrack *t = track(e, kf->path, 1);
         t->size = size;
         if (t->synced > size) t->synced = size;
-        undo_free(t); /* (no test cuts a file it overwrote unsynced) */
+        undo_cut(t, size);
     }
     pthread_mutex_unlock(&e->mu);
     return KV_OK;

@@ -721,6 +721,10 @@ START_TEST(test_power_cut)
     write_ok(env, b, data + 700, 300, 700);
     write_ok(env, c, data, 30, 0);
     write_ok(env, d, data + 1000, 200, 1000);
+    /* unsynced overwrites of b's synced bytes, one inside what the shrink
+     * below keeps and one across its cut: the first comes back */
+    write_ok(env, b, data + 2000, 100, 100);
+    write_ok(env, b, data + 2200, 100, 550);
     /* a shrink after a sync is durable down to the new size */
     TU_OK(env->truncate(b, 600, &err), &err);
 
