@@ -1,10 +1,13 @@
 /*
- * sync.c - process-shared, robust locks (see sync.h).
+ * sync.c - process-shared, robust locks and wake words (see sync.h).
  */
 #include "sync.h"
 
 #include <errno.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 int kv_mutex_init(kv_mutex *m)
 {
@@ -93,4 +96,20 @@ void kv_cond_signal(kv_cond *c)
 void kv_cond_broadcast(kv_cond *c)
 {
     pthread_cond_broadcast(&c->c);
+}
+
+void kv_wake_wait(_Atomic uint32_t *word, uint32_t seen)
+{
+    /* EAGAIN (the word changed) and EINTR are returns like a wake-up */
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, seen, NULL, NULL, 0);
+}
+
+void kv_wake_bump(_Atomic uint32_t *word)
+{
+    atomic_fetch_add_explicit(word, 1, memory_order_release);
+}
+
+void kv_wake_post(_Atomic uint32_t *word)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, 1, NULL, NULL, 0);
 }

@@ -6,7 +6,8 @@
  * processes attached to one region and a lock whose owner died is
  * recovered (made consistent) instead of deadlocking; the owner_died
  * counter records that it happened.  Condition variables use
- * CLOCK_MONOTONIC for timed waits.
+ * CLOCK_MONOTONIC for timed waits.  Wake words (shared futexes) wake one
+ * named sleeper.
  */
 #ifndef KV_SYNC_H
 #define KV_SYNC_H
@@ -36,5 +37,18 @@ void kv_cond_wait(kv_cond *c, kv_mutex *m);
 int kv_cond_timedwait_ms(kv_cond *c, kv_mutex *m, long ms);
 void kv_cond_signal(kv_cond *c);
 void kv_cond_broadcast(kv_cond *c);
+
+/* A wake word: one sleeper woken by name, in any attached process (a
+ * shared futex), where a condition variable would wake every waiter.
+ * The sleeper reads the word (under the lock that guards its condition),
+ * drops the lock and calls kv_wake_wait with what it read; it returns at
+ * once if the word has changed since, else when woken (or spuriously).
+ * The waker changes the condition and calls kv_wake_bump under the lock,
+ * then kv_wake_post, which may come after the lock is dropped (a post to
+ * a word whose memory was reused meanwhile only wakes a sleeper
+ * spuriously). */
+void kv_wake_wait(_Atomic uint32_t *word, uint32_t seen);
+void kv_wake_bump(_Atomic uint32_t *word);
+void kv_wake_post(_Atomic uint32_t *word);
 
 #endif

@@ -518,6 +518,7 @@ static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
     grec small[32], *g = small;
     int n = 0, cap = 32, any_sync = 0;
     uint64_t bytes = 0, limit, off, last = 0;
+    kv_wq_item *head;
     kv_status st;
     kv_err lerr;
 
@@ -584,14 +585,23 @@ static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
         g[i].item->status = st;
         g[i].item->sys_errno = st == KV_OK ? 0 : lerr.sys_errno;
         g[i].item->done = 1;
+        kv_wake_bump(&g[i].item->wake);
     }
     if (last) { /* pop the group: it is a prefix of the queue */
         q->head = item_at(db, last)->next;
         if (!q->head) q->tail = 0;
     }
     q->leader_active = 0;
+    /* the writer now first in the queue leads next */
+    head = q->head ? item_at(db, q->head) : NULL;
+    if (head) kv_wake_bump(&head->wake);
     kv_cond_broadcast(&q->cv);
     kv_mutex_unlock(&q->mu);
+    /* posted after the lock: a done writer may free its item meanwhile,
+     * and a post to reused memory is only a spurious wake (sync.h) */
+    for (int i = 0; i < n; i++)
+        if (g[i].item && g[i].item != head) kv_wake_post(&g[i].item->wake);
+    if (head) kv_wake_post(&head->wake);
     if (g != small) free(g);
     if (st != KV_OK) kv_err_copy(err, &lerr);
     return st;
@@ -626,6 +636,7 @@ static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int flags, v
     uint64_t off, version;
     kv_wq_item *it;
     kv_status st;
+    uint32_t seen;
     int staged = 1;
 
     kv_mutex_lock(&q->mu);
@@ -668,6 +679,7 @@ static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int flags, v
     it->mem_cost = b ? b->mem_cost : 0;
     it->sync = (uint8_t)sync;
     it->flags = (uint8_t)flags;
+    atomic_store(&it->wake, 0);
 
     kv_mutex_lock(&q->mu);
     if (txn_conflicts(db, b, q->last_version + 1)) {
@@ -707,7 +719,10 @@ static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int flags, v
             st = lead(db, &own, it, err); /* releases wq.mu */
             break;
         }
-        kv_cond_wait(&q->cv, &q->mu);
+        seen = atomic_load_explicit(&it->wake, memory_order_acquire);
+        kv_mutex_unlock(&q->mu);
+        kv_wake_wait(&it->wake, seen);
+        kv_mutex_lock(&q->mu);
     }
     /* vlog-only: the patched pointers are in the staged record */
     if (st == KV_OK && staged && b && (flags & KV_WQ_VLOG_ONLY))

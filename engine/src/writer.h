@@ -11,8 +11,10 @@
  * vlog head and patches the pointers, writes the records to the WAL with
  * one pwritev, fsyncs once if any asked for sync (vlog first), inserts
  * them into the memtable, publishes the new visible version and wakes
- * their writers.  A batch too big to stage stays in its owner's memory
- * and only its owner writes it (leaders stop their group in front of it).
+ * their writers, each by its own wake word (sync.h); a leader stepping
+ * down wakes the writer then first in the queue, to lead.  A batch too
+ * big to stage stays in its owner's memory and only its owner writes it
+ * (leaders stop their group in front of it).
  * A conditional batch (batch.h) is always a group of its own, so its
  * conditions are checked against every earlier commit.
  *
@@ -57,12 +59,13 @@ typedef struct kv_wq_item {
     int32_t sys_errno;
     uint8_t sync;
     uint8_t flags;            /* KV_WQ_* */
-    uint8_t pad[6];
+    uint8_t pad[2];
+    _Atomic uint32_t wake;    /* its writer sleeps on this (sync.h) */
 } kv_wq_item;
 
 typedef struct kv_wq {
     kv_mutex mu;
-    kv_cond cv;
+    kv_cond cv;               /* kv_close's drain */
     uint64_t head, tail;      /* queued items (offsets) */
     uint32_t leader_active;
     uint32_t last_sync_group; /* items in the last synced group (gathering) */
