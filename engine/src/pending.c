@@ -91,6 +91,7 @@ void kv_pending_free(kv_pending *p, int committed)
     free(p->dead);
     free_arena(p);
     kv_batch_free(p->chunk);
+    free(p->early);
     memset(p, 0, sizeof *p);
 }
 
@@ -173,6 +174,40 @@ static kv_status flush_values(kv_pending *p, kv_batch *chunk, uint8_t **ptrs, si
         memcpy(*ptrs + (*n)++ * KV_VPTR_SIZE, chunk->buf + chunk->ptrs[3 * i], KV_VPTR_SIZE);
     kv_batch_clear(chunk);
     return st;
+}
+
+/* ---- early placement (pending.h) ---- */
+
+/* 1 if a write of this kind goes to the value log at once. */
+static int places_early(const kv_pending *p, uint8_t meta, size_t vlen)
+{
+    const kv_options *o = p->db->opt;
+    return p->n_runs && !o->in_memory && !(meta & (KV_META_DELETE | KV_META_VALUE_PTR)) &&
+           (uint64_t)vlen >= (uint64_t)o->value_threshold;
+}
+
+/* 1 if vs holds a placeholder pointer (not yet settled). */
+static int placeholder(const kv_vstruct *vs)
+{
+    kv_vptr vp;
+    return (vs->meta & KV_META_VALUE_PTR) &&
+           kv_vptr_decode(vs->value, vs->value_len, &vp) == 0 && vp.fid == 0;
+}
+
+kv_status kv_pending_settle(kv_pending *p, kv_err *err)
+{
+    kv_batch *chunk = p->chunk;
+    kv_status st;
+    if (!p->n_early) return KV_OK;
+    if (chunk->n_ptrs != p->n_early)
+        return kv_seterr(err, KV_CORRUPTION, 0, "early-placed values and their chunk disagree");
+    st = kv_pending_write_values(p, chunk, err);
+    if (st != KV_OK) return st;
+    for (size_t i = 0; i < p->n_early; i++)
+        memcpy(p->early[i], chunk->buf + chunk->ptrs[3 * i], KV_VPTR_SIZE);
+    kv_batch_clear(chunk);
+    p->n_early = 0;
+    return KV_OK;
 }
 
 /* Writes the arena's separable values to the value log; *ptrs gets their
@@ -345,8 +380,9 @@ static kv_status spill(kv_pending *p, kv_err *err)
     uint8_t *ptrs = NULL;
     kv_iiter *src;
     kv_spill_run r;
-    kv_status st = KV_OK;
-    if (sep.threshold != UINT64_MAX) st = spill_values(p, sep.threshold, &ptrs, &sep.n, err);
+    kv_status st = kv_pending_settle(p, err); /* (the chunk is spill_values' too) */
+    if (st == KV_OK && sep.threshold != UINT64_MAX)
+        st = spill_values(p, sep.threshold, &ptrs, &sep.n, err);
     sep.ptrs = ptrs;
     if (st != KV_OK) {
         free(ptrs);
@@ -376,8 +412,11 @@ static kv_status spill(kv_pending *p, kv_err *err)
 /* Moves the arena's entries into a new arena of cap bytes. */
 static kv_status grow(kv_pending *p, size_t cap, kv_err *err)
 {
-    kv_sl *nsl = malloc(cap), *old = p->sl;
+    kv_sl *nsl, *old = p->sl;
     kv_sl_iter it;
+    kv_status st = kv_pending_settle(p, err); /* placeholders must not move */
+    if (st != KV_OK) return st;
+    nsl = malloc(cap);
     if (!nsl) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory for transaction writes");
     kv_sl_init(nsl, cap, 0x7478u);
     if (old) {
@@ -397,21 +436,17 @@ static kv_status grow(kv_pending *p, size_t cap, kv_err *err)
     return KV_OK;
 }
 
-kv_status kv_pending_put(kv_pending *p, const void *key, size_t klen, uint8_t meta,
-                         uint8_t user_meta, uint64_t expires_at, const void *val, size_t vlen,
-                         kv_err *err)
+/* Inserts buf (internal key of klen + KV_TS_SIZE bytes, then a value
+ * struct of vslen) into the arena, spilling or growing it as needed;
+ * *stored (if not NULL) gets where the value struct landed. */
+static kv_status arena_put(kv_pending *p, const uint8_t *buf, size_t klen, size_t vslen,
+                           size_t need, uint8_t **stored, kv_err *err)
 {
-    uint8_t small[512], *buf = small;
-    size_t vslen = kv_vstruct_size(expires_at, vlen), need = klen + KV_TS_SIZE + vslen;
     kv_status st = KV_OK;
-    if (need > sizeof small && !(buf = malloc(need)))
-        return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory for a transaction write");
-    memcpy(buf, key, klen);
-    kv_ikey_put_ts(buf + klen, p->seq + 1);
-    kv_vstruct_encode(buf + klen + KV_TS_SIZE, meta, user_meta, expires_at, val, vlen);
     for (;;) {
         size_t cost = kv_sl_put_cost(klen + KV_TS_SIZE, vslen);
-        if (p->sl && kv_sl_put(p->sl, buf, klen + KV_TS_SIZE, buf + klen + KV_TS_SIZE, vslen) == 0)
+        if (p->sl && kv_sl_put_ref(p->sl, buf, klen + KV_TS_SIZE, buf + klen + KV_TS_SIZE, vslen,
+                                   stored) == 0)
             break;
         if (p->sl && p->cap >= p->max_mem && !kv_sl_empty(p->sl)) st = spill(p, err);
         else {
@@ -427,6 +462,60 @@ kv_status kv_pending_put(kv_pending *p, const void *key, size_t klen, uint8_t me
             st = grow(p, cap, err);
         }
         if (st != KV_OK) break;
+    }
+    return st;
+}
+
+/* A value placed early: the arena gets a placeholder pointer, the chunk
+ * the value-log entry. */
+static kv_status put_early(kv_pending *p, uint8_t *buf, size_t klen, uint8_t meta,
+                           uint8_t user_meta, uint64_t expires_at, const void *val, size_t vlen,
+                           kv_err *err)
+{
+    static const uint8_t zero[KV_VPTR_SIZE];
+    size_t vslen = kv_vstruct_encode(buf + klen + KV_TS_SIZE, meta | KV_META_VALUE_PTR, user_meta,
+                                     expires_at, zero, KV_VPTR_SIZE);
+    uint8_t *stored = NULL;
+    kv_status st;
+    if (!p->chunk && !(p->chunk = kv_batch_new_for(p->db)))
+        return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory for a transaction write");
+    if (p->n_early == p->cap_early) {
+        size_t cap = p->cap_early ? p->cap_early * 2 : 1024;
+        uint8_t **e = realloc(p->early, cap * sizeof *e);
+        if (!e) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory for a transaction write");
+        p->early = e;
+        p->cap_early = cap;
+    }
+    /* the arena first: making room may spill, which settles the chunk */
+    st = arena_put(p, buf, klen, vslen, klen + KV_TS_SIZE + vslen, &stored, err);
+    if (st == KV_OK) st = kv_batch_add(p->chunk, buf, klen, meta, user_meta, expires_at,
+                                       val, vlen, err);
+    if (st != KV_OK) return st; /* (the caller poisons the transaction) */
+    p->early[p->n_early++] = stored + (vslen - KV_VPTR_SIZE);
+    if (p->chunk->n_ptrs != p->n_early)
+        return kv_seterr(err, KV_CORRUPTION, 0, "early-placed value was not separated");
+    if (p->chunk->vlen >= VLOG_CHUNK) st = kv_pending_settle(p, err);
+    return st;
+}
+
+kv_status kv_pending_put(kv_pending *p, const void *key, size_t klen, uint8_t meta,
+                         uint8_t user_meta, uint64_t expires_at, const void *val, size_t vlen,
+                         kv_err *err)
+{
+    uint8_t small[512], *buf = small;
+    int early = places_early(p, meta, vlen);
+    size_t vslen = kv_vstruct_size(expires_at, early ? KV_VPTR_SIZE : vlen);
+    size_t need = klen + KV_TS_SIZE + vslen;
+    kv_status st;
+    if (need > sizeof small && !(buf = malloc(need)))
+        return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory for a transaction write");
+    memcpy(buf, key, klen);
+    kv_ikey_put_ts(buf + klen, p->seq + 1);
+    if (early)
+        st = put_early(p, buf, klen, meta, user_meta, expires_at, val, vlen, err);
+    else {
+        kv_vstruct_encode(buf + klen + KV_TS_SIZE, meta, user_meta, expires_at, val, vlen);
+        st = arena_put(p, buf, klen, vslen, need, NULL, err);
     }
     if (buf != small) free(buf);
     if (st == KV_OK) {
@@ -508,6 +597,15 @@ int kv_pending_get(kv_pending *p, const void *key, size_t klen, uint64_t seq_lim
     kv_ikey_put_ts(seek + klen, KV_PENDING_VERSION); /* before every write of the key */
     if (p->sl && kv_sl_may_contain(p->sl, kv_key_hash(key, klen)))
         found = newest_live_sl(p, p->sl, seek, n, seq_limit, vs);
+    if (found == 1 && placeholder(vs)) {
+        /* an early-placed value not written yet: write it (the struct is
+         * patched in place, so vs then holds the real pointer) */
+        if (kv_pending_settle(p, err) != KV_OK) found = -1;
+        else if (placeholder(vs)) {
+            kv_seterr(err, KV_CORRUPTION, 0, "a pending write has no value-log entry");
+            found = -1;
+        }
+    }
     for (size_t i = p->n_runs; i > 0 && !found; i--)
         found = newest_live_run(p, &p->runs[i - 1], seek, n, seq_limit, vs, err);
     if (seek != small) free(seek);
@@ -720,8 +818,10 @@ kv_iiter *kv_pending_iter(kv_pending *p, int reverse, uint64_t seq_limit)
 
 kv_status kv_pending_each(kv_pending *p, kv_pending_fn fn, void *ctx, kv_err *err)
 {
-    kv_iiter *pi = kv_pending_iter(p, 0, p->seq);
-    kv_status st = KV_OK;
+    kv_iiter *pi;
+    kv_status st = kv_pending_settle(p, err);
+    if (st != KV_OK) return st;
+    pi = kv_pending_iter(p, 0, p->seq);
     if (!pi) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory reading pending writes");
     for (pi->vt->first(pi); st == KV_OK && pi->vt->valid(pi); pi->vt->next(pi)) {
         size_t kn, vn;

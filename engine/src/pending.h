@@ -23,6 +23,15 @@
  * reachable when the commit ingests the runs, and count as discardable in
  * the value log's statistics if the transaction never commits.
  *
+ * Once a transaction has spilled, it is a large one, and a large value is
+ * placed early: its value-log entry goes straight into the spill chunk
+ * (copied once, from the caller's buffer) and the arena keeps only the
+ * value struct with a placeholder pointer (file 0, which no value-log
+ * file has).  When the chunk is full, and before anything reads the
+ * arena or moves it (a lookup that lands on a placeholder, an iterator,
+ * kv_pending_each, a spill, a grow), kv_pending_settle appends the chunk
+ * and patches the real pointers into the arena in place.
+ *
  * Belongs to one transaction (one thread at a time).
  */
 #ifndef KV_PENDING_H
@@ -74,6 +83,10 @@ typedef struct kv_pending {
     uint32_t vlog_pin;      /* lowest value-log file written to (0 = none) */
     kv_fid_tally vlog_bytes; /* bytes written per file, for discard statistics */
     struct kv_batch *chunk; /* the spills' value-log batch, kept for its buffers */
+    /* early-placed values in chunk, not yet written: where each one's
+     * placeholder pointer is in the arena, in chunk order */
+    uint8_t **early;
+    size_t n_early, cap_early;
 } kv_pending;
 
 void kv_pending_init(kv_pending *p, struct kv_db *db, size_t max_mem, int snap_slot);
@@ -85,6 +98,10 @@ void kv_pending_free(kv_pending *p, int committed);
  * slot, and the bytes are remembered per file for kv_pending_free.  Used
  * by spills and by the commit's ingest. */
 kv_status kv_pending_write_values(kv_pending *p, struct kv_batch *chunk, kv_err *err);
+/* Writes the early-placed values to the value log and patches their
+ * pointers into the arena; after it, no arena entry has a placeholder.
+ * Callers that create iterators over the pending writes call it first. */
+kv_status kv_pending_settle(kv_pending *p, kv_err *err);
 /* The owner moved to snapshot slot `slot` (registered, the old one not
  * yet released): the value-log pin moves with it. */
 void kv_pending_set_slot(kv_pending *p, int slot);

@@ -241,6 +241,12 @@ static int find_splice(kv_sl *sl, const uint8_t *key, size_t n, uint32_t *prev, 
 
 int kv_sl_put(kv_sl *sl, const uint8_t *key, size_t klen, const uint8_t *vs, size_t vlen)
 {
+    return kv_sl_put_ref(sl, key, klen, vs, vlen, NULL);
+}
+
+int kv_sl_put_ref(kv_sl *sl, const uint8_t *key, size_t klen, const uint8_t *vs, size_t vlen,
+                  uint8_t **stored)
+{
     uint32_t prev[KV_SL_MAX_HEIGHT], next[KV_SL_MAX_HEIGHT], found, voff, doff, noff;
     uint64_t top0 = sl->node_top, bottom0 = sl->data_bottom;
     int h, height, i;
@@ -251,6 +257,7 @@ int kv_sl_put(kv_sl *sl, const uint8_t *key, size_t klen, const uint8_t *vs, siz
         voff = alloc_data(sl, vlen ? vlen : 1, 1);
         if (!voff) return -1;
         memcpy((uint8_t *)sl + voff, vs, vlen);
+        if (stored) *stored = (uint8_t *)sl + voff;
         atomic_store_explicit(value_word(sl, node_at(sl, found)), ((uint64_t)voff << 32) | vlen,
                               memory_order_release);
         atomic_fetch_add_explicit(&sl->data_bytes, vlen, memory_order_relaxed);
@@ -268,6 +275,7 @@ int kv_sl_put(kv_sl *sl, const uint8_t *key, size_t klen, const uint8_t *vs, siz
     }
     memcpy((uint8_t *)sl + doff + 8, key, klen);
     memcpy((uint8_t *)sl + voff, vs, vlen);
+    if (stored) *stored = (uint8_t *)sl + voff;
     bloom_add(sl, kv_key_hash(key, klen - KV_TS_SIZE));
     node = node_at(sl, noff);
     node->prefix = key_prefix(key, klen);

@@ -59,6 +59,10 @@ kv_sl *kv_sl_init(void *mem, uint64_t cap, uint64_t seed);
 /* Inserts or replaces.  Returns 0, or -1 if the arena has no room (nothing
  * changed).  REQUIRES: caller is the single writer. */
 int kv_sl_put(kv_sl *sl, const uint8_t *ikey, size_t klen, const uint8_t *vs, size_t vlen);
+/* kv_sl_put that also gives where the value's bytes now are in the arena
+ * (*stored), for a writer that patches them in place later. */
+int kv_sl_put_ref(kv_sl *sl, const uint8_t *ikey, size_t klen, const uint8_t *vs, size_t vlen,
+                  uint8_t **stored);
 
 /* 0 if no entry of this user key was ever inserted (bloom filter over the
  * user keys, set before a node is linked, so a reader that can see an
