@@ -247,8 +247,8 @@ kv_status kv_snapshot_acquire_at(kv_db *db, uint64_t version, kv_snapshot **snap
 
 struct kv_pending;
 /* An iterator at `version` (0: latest) that also sees a transaction's
- * pending writes with sequence numbers <= pending_seq and reports every
- * key it returns to on_key. */
+ * pending writes with sequence numbers <= pending_seq (settled first,
+ * kv_pending_settle) and reports every key it returns to on_key. */
 kv_status kv_iter_new_txn(kv_db *db, const kv_iter_options *io, uint64_t version,
                           struct kv_pending *pending, uint64_t pending_seq,
                           void (*on_key)(void *ctx, const uint8_t *key, size_t n), void *ctx,

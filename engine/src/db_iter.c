@@ -177,6 +177,8 @@ kv_status kv_iter_new_txn(kv_db *db, const kv_iter_options *io, uint64_t version
     kv_status st;
     if (!db || !out) return kv_seterr(err, KV_INVALID, 0, "kv_iter_new: db and out are required");
     st = kv_check_usable(db, err);
+    /* early-placed values get their real pointers first (pending.h) */
+    if (st == KV_OK && pending) st = kv_pending_settle(pending, err);
     if (st != KV_OK) return st;
     it = calloc(1, sizeof *it);
     if (!it) return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory creating an iterator");

@@ -100,7 +100,8 @@ void kv_pending_free(kv_pending *p, int committed);
 kv_status kv_pending_write_values(kv_pending *p, struct kv_batch *chunk, kv_err *err);
 /* Writes the early-placed values to the value log and patches their
  * pointers into the arena; after it, no arena entry has a placeholder.
- * Callers that create iterators over the pending writes call it first. */
+ * kv_pending_iter's callers (kv_iter_new_txn, kv_pending_each) call it
+ * first. */
 kv_status kv_pending_settle(kv_pending *p, kv_err *err);
 /* The owner moved to snapshot slot `slot` (registered, the old one not
  * yet released): the value-log pin moves with it. */

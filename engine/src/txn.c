@@ -302,7 +302,6 @@ kv_status kv_txn_delete(kv_txn *t, const void *key, size_t klen, kv_err *err)
 kv_status kv_txn_iter_new(kv_txn *t, const kv_iter_options *io, kv_iter **it, kv_err *err)
 {
     kv_status st = usable(t, err);
-    if (st == KV_OK) st = poison(t, kv_pending_settle(&t->pend, err)); /* (pending.h) */
     if (st != KV_OK) return st;
     return kv_iter_new_txn(t->db, io, t->read_ts, &t->pend, t->pend.seq, note_read_cb, t, it,
                            err);
@@ -315,8 +314,6 @@ kv_status kv_txn_iter_at(kv_txn *t, const kv_txn_point *p, const kv_iter_options
     if (st != KV_OK) return st;
     if (!p) return kv_seterr(err, KV_INVALID, 0, "read point is required");
     if (p->mark > t->pend.seq) return kv_seterr(err, KV_INVALID, 0, "read point is in the future");
-    st = poison(t, kv_pending_settle(&t->pend, err)); /* (pending.h) */
-    if (st != KV_OK) return st;
     return kv_iter_new_txn(t->db, io, p->version, &t->pend, p->mark, note_read_cb, t, it, err);
 }
 

@@ -600,7 +600,7 @@ static kv_status lead(kv_db *db, grec *own, kv_wq_item *own_item, kv_err *err)
     /* posted after the lock: a done writer may free its item meanwhile,
      * and a post to reused memory is only a spurious wake (sync.h) */
     for (int i = 0; i < n; i++)
-        if (g[i].item && g[i].item != head) kv_wake_post(&g[i].item->wake);
+        if (g[i].item) kv_wake_post(&g[i].item->wake);
     if (head) kv_wake_post(&head->wake);
     if (g != small) free(g);
     if (st != KV_OK) kv_err_copy(err, &lerr);
