@@ -58,6 +58,7 @@ void kv_batch_clear(kv_batch *b)
     memset(b->buf, 0, BATCH_HDR);
     b->len = BATCH_HDR;
     b->vlen = 0;
+    b->vkeys.state = KV_VKEYS_NONE;
     b->n_ptrs = 0;
     b->n_conds = 0;
     b->max_inline = 0;
@@ -152,6 +153,7 @@ kv_status kv_batch_add(kv_batch *b, const void *key, size_t klen, uint8_t meta,
         b->ptrs[3 * b->n_ptrs + 2] = (uint32_t)frame;
         b->n_ptrs++;
         kv_vlog_entry_encode(b->vbuf + b->vlen, meta, user_meta, expires_at, key, klen, val, vlen);
+        kv_vkeys_add(&b->vkeys, key, klen);
         b->vlen += frame;
         p += vslen;
     } else {

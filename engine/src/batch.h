@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "kv.h"
+#include "vlog_format.h"
 
 typedef struct kv_batch_cond {
     uint32_t key_off;   /* key bytes in buf */
@@ -33,6 +34,7 @@ struct kv_batch {
     size_t len, cap;
     uint8_t *vbuf;            /* framed value-log entries */
     size_t vlen, vcap;
+    kv_vkeys vkeys;           /* of the entries in vbuf (a drop frees files by them) */
     uint32_t *ptrs;           /* triples: record offset of a pointer, vbuf offset, frame length */
     uint32_t n_ptrs, cap_ptrs;
     kv_batch_cond *conds;

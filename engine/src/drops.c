@@ -373,7 +373,11 @@ kv_status kv_drop_apply(kv_db *db, void *arg, uint64_t version, kv_err *err)
     if (!r) return kv_seterr(err, KV_NO_SPACE, 0, "shared heap exhausted (drop)");
     r->n = a->n;
     memcpy(r->data, a->prefix, a->n);
-    return kv_host_call(db, r, NULL, err);
+    st = kv_host_call(db, r, NULL, err);
+    /* the value-log files holding nothing but the dropped keys can go
+     * without GC reading them (here, while this leader is alone) */
+    if (st == KV_OK && !db->opt->in_memory) kv_vlog_mark_dropped(db, a->prefix, a->n);
+    return st;
 }
 
 kv_status kv_drop_prefix(kv_db *db, const void *prefix, size_t n, kv_err *err)

@@ -320,6 +320,7 @@ kv_status kv_vlog_start_head(kv_db *db, kv_err *err)
     if (vf) {
         vf->state = KV_VF_ACTIVE;
         vf->size = vf->synced = KV_VLOG_HEADER_SIZE;
+        vf->keys.state = KV_VKEYS_NONE;
         v->head = fid;
     }
     kv_mutex_unlock(&v->mu);
@@ -511,6 +512,7 @@ kv_status kv_vlog_write(kv_db *db, kv_vlog_piece *pieces, int n, int sync, uint3
         uint64_t start, size, entries, total = 0;
         kv_file *f;
         kv_vfile *vf;
+        kv_vkeys keys;
         int bulk = 0;
 
         kv_mutex_lock(&v->mu);
@@ -528,6 +530,7 @@ kv_status kv_vlog_write(kv_db *db, kv_vlog_piece *pieces, int n, int sync, uint3
             continue;
         }
         start = size;
+        keys.state = KV_VKEYS_NONE;
         /* take as many pieces as fit in this file */
         while (i + k < n && k < 64) {
             kv_vlog_piece *p = &pieces[i + k];
@@ -541,6 +544,11 @@ kv_status kv_vlog_write(kv_db *db, kv_vlog_piece *pieces, int n, int sync, uint3
                 ptr.offset = size + p->ptrs[3 * j + 1];
                 kv_vptr_encode(p->rec + p->ptrs[3 * j], &ptr);
             }
+            /* entries whose keys were not seen leave the file's unknown */
+            if (p->keys && (p->keys->state == KV_VKEYS_RANGE || !p->vlen))
+                kv_vkeys_merge(&keys, p->keys);
+            else
+                keys.state = KV_VKEYS_UNKNOWN;
             iov[k].iov_base = p->vbuf;
             iov[k].iov_len = p->vlen;
             bulk |= p->bulk;
@@ -549,6 +557,10 @@ kv_status kv_vlog_write(kv_db *db, kv_vlog_piece *pieces, int n, int sync, uint3
             total += p->vlen;
             k++;
         }
+        /* the file's keys grow before its bytes do (a drop reads them) */
+        kv_mutex_lock(&v->mu);
+        kv_vkeys_merge(&kv_vlog_file(db, fid)->keys, &keys);
+        kv_mutex_unlock(&v->mu);
         st = head_handle(db, fid, &f, err);
         if (st == KV_OK && bulk && total >= KV_VLOG_DIRECT_MIN)
             st = write_bulk(db, fid, f, iov, k, start, total, err);

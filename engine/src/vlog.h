@@ -23,7 +23,9 @@
  * A file rewritten by value-log GC becomes "doomed": it is deleted once no
  * reader in any process can reach it - every view that existed when GC
  * finished is gone, and every registered snapshot is at or past the
- * version of GC's last rewrite.
+ * version of GC's last rewrite.  A file whose every key lies under a
+ * dropped prefix is doomed the same way without being read
+ * (kv_vlog_mark_dropped): TRUNCATE and DROP TABLE cost no value-log reads.
  */
 #ifndef KV_VLOG_H
 #define KV_VLOG_H
@@ -41,7 +43,7 @@
 #define KV_VLOG_DIRECT_MIN (1u << 20) /* smallest append written with O_DIRECT */
 #define KV_VLOG_BOUNCE (4u << 20)     /* bytes per O_DIRECT write */
 #define KV_VF_SEALED 2u
-#define KV_VF_DOOMED 3u  /* rewritten by GC, waiting to be unreachable */
+#define KV_VF_DOOMED 3u  /* rewritten or dropped, waiting to be unreachable */
 #define KV_VF_DAMAGED 4u /* sealed; GC found damage in it and leaves it alone */
 
 typedef struct kv_vfile {
@@ -55,6 +57,9 @@ typedef struct kv_vfile {
     uint64_t doom_version;  /* doomed: the snapshot horizon must reach this */
     uint64_t doom_wal;      /* doomed: WALs up to this id (older records may
                              * point into the file) must be gone; 0 none */
+    kv_vkeys keys;          /* of every entry written (files of this run) */
+    uint32_t dropped;       /* every entry lies under a drop (kv_vlog_mark_dropped):
+                             * GC frees the file without reading it */
 } kv_vfile;
 
 typedef struct kv_vlog_shared {
@@ -131,6 +136,7 @@ typedef struct kv_vlog_piece {
     const uint32_t *ptrs;   /* triples: record offset of pointer, vbuf offset, frame length */
     uint32_t n_ptrs;
     int bulk;               /* a spilling transaction's values (see kv_vlog_write) */
+    const kv_vkeys *keys;   /* of the entries in vbuf (NULL: unknown) */
 } kv_vlog_piece;
 
 /* Appends every piece to the head (rotating between pieces as needed),
@@ -180,6 +186,17 @@ int kv_vlog_prefetch(struct kv_db *db, const kv_vptr *p, int check_only);
 void kv_vlog_prefetch_cache(struct kv_db *db, const kv_vptr *p, kv_vhandle **pin);
 
 /* ---- discard statistics and GC (vlog_gc.c) ---- */
+
+/* Marks the sealed files whose every entry lies under the prefix just
+ * dropped as wholly dead, first sealing the head if it is one of them;
+ * GC then frees them without reading them.  Only files written since open
+ * (whose keys were seen) and below every spilling transaction's pin
+ * qualify.  Why that is safe: the drop is applied by the leader, alone,
+ * so every entry already written belongs to a commit ordered before the
+ * drop, to a transaction that was abandoned, or to a spilling transaction
+ * still running, and those pin their files.  Returns the files marked.
+ * REQUIRES: caller is the leader, applying the drop. */
+int kv_vlog_mark_dropped(struct kv_db *db, const uint8_t *prefix, uint32_t n);
 
 /* Counts bytes of file fid as dead (compaction dropped their pointer). */
 void kv_vlog_discard(struct kv_db *db, uint32_t fid, uint64_t bytes);

@@ -92,3 +92,48 @@ int kv_vlog_header_check(const uint8_t *hdr, size_t n, uint64_t expect_fid)
     if (expect_fid && kv_get_u64(hdr + 8) != expect_fid) return -1;
     return 0;
 }
+
+/* ---- key ranges ---- */
+
+static int cut_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    int c = memcmp(a, b, an < bn ? an : bn);
+    return c ? c : (an > bn) - (an < bn);
+}
+
+void kv_vkeys_add(kv_vkeys *k, const uint8_t *key, size_t klen)
+{
+    size_t n = klen < KV_VKEY_CUT ? klen : KV_VKEY_CUT;
+    if (k->state == KV_VKEYS_UNKNOWN) return;
+    if (k->state == KV_VKEYS_NONE) {
+        memcpy(k->min, key, n);
+        memcpy(k->max, key, n);
+        k->min_len = k->max_len = (uint8_t)n;
+        k->state = KV_VKEYS_RANGE;
+    } else if (cut_cmp(key, n, k->min, k->min_len) < 0) {
+        memcpy(k->min, key, n);
+        k->min_len = (uint8_t)n;
+    } else if (cut_cmp(key, n, k->max, k->max_len) > 0) {
+        memcpy(k->max, key, n);
+        k->max_len = (uint8_t)n;
+    }
+}
+
+void kv_vkeys_merge(kv_vkeys *into, const kv_vkeys *from)
+{
+    if (!from || from->state == KV_VKEYS_UNKNOWN) {
+        into->state = KV_VKEYS_UNKNOWN;
+        return;
+    }
+    if (from->state != KV_VKEYS_RANGE) return;
+    kv_vkeys_add(into, from->min, from->min_len);
+    kv_vkeys_add(into, from->max, from->max_len);
+}
+
+int kv_vkeys_under(const kv_vkeys *k, const uint8_t *prefix, size_t n)
+{
+    /* the keys starting with prefix are an interval, and cutting keeps
+     * order: both cut ends inside it put every cut key inside it */
+    return k->state == KV_VKEYS_RANGE && n <= KV_VKEY_CUT && k->min_len >= n &&
+           k->max_len >= n && memcmp(k->min, prefix, n) == 0 && memcmp(k->max, prefix, n) == 0;
+}

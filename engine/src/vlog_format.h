@@ -56,6 +56,26 @@ typedef struct kv_vlog_entry {
     size_t klen, vlen;
 } kv_vlog_entry;
 
+/* The keys of a set of entries (a batch's, a file's), as far as a drop
+ * needs them: the least and greatest key cut to KV_VKEY_CUT bytes.
+ * Cutting keeps order, so when both cut ends start with a prefix of at
+ * most KV_VKEY_CUT bytes, every key in the set does (kv_vkeys_under). */
+#define KV_VKEY_CUT 16u
+#define KV_VKEYS_UNKNOWN 0u /* e.g. a file found at open: its keys were not seen */
+#define KV_VKEYS_NONE 1u    /* no entry yet */
+#define KV_VKEYS_RANGE 2u
+typedef struct kv_vkeys {
+    uint8_t state, min_len, max_len;
+    uint8_t min[KV_VKEY_CUT], max[KV_VKEY_CUT];
+} kv_vkeys;
+
+/* Widens k by key (an UNKNOWN k stays so). */
+void kv_vkeys_add(kv_vkeys *k, const uint8_t *key, size_t klen);
+/* Widens into by from; from NULL or UNKNOWN makes into UNKNOWN. */
+void kv_vkeys_merge(kv_vkeys *into, const kv_vkeys *from);
+/* 1 if every key of k starts with prefix[0..n). */
+int kv_vkeys_under(const kv_vkeys *k, const uint8_t *prefix, size_t n);
+
 /* Bytes of the framed entry for these sizes. */
 size_t kv_vlog_entry_size(size_t klen, size_t vlen, uint64_t expires_at);
 

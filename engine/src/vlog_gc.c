@@ -1,6 +1,7 @@
 /*
- * vlog_gc.c - discard statistics (DISCARD), value-log GC and the deferred
- * deletion of rewritten files (see vlog.h).
+ * vlog_gc.c - discard statistics (DISCARD), value-log GC, the files a
+ * drop frees whole, and the deferred deletion of collected files (see
+ * vlog.h).
  *
  * Discard statistics: compaction reports the vlog bytes of every entry it
  * drops; the counts live in the shared file table and are persisted to
@@ -14,6 +15,10 @@
  * update; Badger issues #2286 and #2143).  Batches are small, so GC holds
  * the writer for one batch at a time.  The file is then doomed and deleted
  * once unreachable.
+ *
+ * Dropped files: a drop marks the files whose keys all lie under its
+ * prefix (each file's key range is kept as it is written, vlog.c); GC
+ * dooms those without reading them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +124,44 @@ kv_status kv_vlog_discard_table(kv_db *db, const kv_table_meta *tm, kv_err *err)
     return st;
 }
 
+int kv_vlog_mark_dropped(kv_db *db, const uint8_t *prefix, uint32_t n)
+{
+    kv_vlog_shared *v = &db->sh->vlog;
+    kv_vfile *f;
+    uint32_t pin;
+    int marked = 0, seal;
+    if (db->opt->in_memory || n > KV_VKEY_CUT) return 0;
+    /* the head too, when all of it is dropped: sealed first, so that the
+     * writes after the drop go to a new head */
+    kv_mutex_lock(&v->mu);
+    f = v->head ? kv_vlog_file(db, v->head) : NULL;
+    seal = f && v->head < kv_snap_min_vlog_pin(db) && f->size > KV_VLOG_HEADER_SIZE &&
+           kv_vkeys_under(&f->keys, prefix, n);
+    kv_mutex_unlock(&v->mu);
+    if (seal) {
+        kv_err err;
+        if (kv_vlog_rotate(db, &err) != KV_OK)
+            kv_log(db, KV_LOG_WARNING, "could not seal the value-log head after a drop: %s",
+                   err.msg);
+    }
+    kv_mutex_lock(&v->mu); /* (a spill sets its pin under it) */
+    pin = kv_snap_min_vlog_pin(db);
+    f = kv_at(db, v->files);
+    for (uint32_t i = 0; i < v->n; i++)
+        if (f[i].state == KV_VF_SEALED && !f[i].dropped && f[i].fid < pin &&
+            f[i].size > KV_VLOG_HEADER_SIZE && kv_vkeys_under(&f[i].keys, prefix, n)) {
+            f[i].dropped = 1;
+            f[i].discard = f[i].size - KV_VLOG_HEADER_SIZE;
+            marked++;
+        }
+    if (marked) {
+        v->discard_version++;
+        kv_cond_broadcast(&db->sh->vlog_cv); /* the GC thread need not wait for its tick */
+    }
+    kv_mutex_unlock(&v->mu);
+    return marked;
+}
+
 /* ---- DISCARD ---- */
 
 kv_status kv_vlog_persist_discard(kv_db *db, kv_err *err)
@@ -222,9 +265,9 @@ int kv_vlog_reap(kv_db *db)
         kv_err err;
         kv_file_path(path, sizeof path, db->vdir, dead[i], "vlog");
         if (db->env->remove(db->env, path, &err) != KV_OK)
-            kv_log(db, KV_LOG_WARNING, "could not remove rewritten value log: %s", err.msg);
+            kv_log(db, KV_LOG_WARNING, "could not remove collected value log: %s", err.msg);
         else
-            kv_log(db, KV_LOG_INFO, "removed rewritten value log \"%s\"", path);
+            kv_log(db, KV_LOG_INFO, "removed collected value log \"%s\"", path);
     }
     atomic_fetch_add(&v->gc_files_deleted, (uint64_t)n);
     return n;
@@ -251,11 +294,14 @@ typedef struct cand {
     double ratio;
     uint64_t size;
     int head;
+    int dropped; /* wholly under a drop: freed unread */
 } cand;
 
+/* Dropped files first (they cost nothing), then by discardable share. */
 static int cand_cmp(const void *a, const void *b)
 {
     const cand *x = a, *y = b;
+    if (x->dropped != y->dropped) return y->dropped - x->dropped;
     return x->ratio < y->ratio ? 1 : x->ratio > y->ratio ? -1 : 0;
 }
 
@@ -381,19 +427,23 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
     {
         kv_vfile *f = kv_at(db, v->files);
         uint32_t pin = kv_snap_min_vlog_pin(db); /* a large commit's values, not yet in tables */
-        for (uint32_t i = 0; i < v->n && nc < (int)(sizeof c / sizeof c[0]); i++) {
-            uint64_t data = f[i].size - KV_VLOG_HEADER_SIZE;
-            double r;
-            if (f[i].state == KV_VF_DOOMED || f[i].state == KV_VF_DAMAGED || data == 0 ||
-                f[i].fid >= pin)
-                continue;
-            r = (double)f[i].discard / (double)data;
-            if (r < ratio) continue;
-            c[nc].fid = f[i].fid;
-            c[nc].ratio = r;
-            c[nc].size = f[i].size;
-            c[nc].head = f[i].fid == v->head;
-            nc++;
+        /* dropped files first (pass 0): a run takes every one of them */
+        for (int pass = 0; pass < 2; pass++) {
+            for (uint32_t i = 0; i < v->n && nc < (int)(sizeof c / sizeof c[0]); i++) {
+                uint64_t data = f[i].size - KV_VLOG_HEADER_SIZE;
+                double r;
+                if ((f[i].dropped != 0) != (pass == 0) || f[i].state == KV_VF_DOOMED ||
+                    f[i].state == KV_VF_DAMAGED || data == 0 || f[i].fid >= pin)
+                    continue;
+                r = (double)f[i].discard / (double)data;
+                if (r < ratio && !f[i].dropped) continue;
+                c[nc].fid = f[i].fid;
+                c[nc].ratio = r;
+                c[nc].size = f[i].size;
+                c[nc].head = f[i].fid == v->head;
+                c[nc].dropped = f[i].dropped != 0;
+                nc++;
+            }
         }
     }
     if (nc) v->gc_running = 1;
@@ -404,10 +454,17 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
                          "no value-log file has at least %.0f%% discardable data", ratio * 100);
     }
     qsort(c, (size_t)nc, sizeof c[0], cand_cmp);
-    if (nc > GC_MAX_FILES) nc = GC_MAX_FILES;
+    {
+        /* up to GC_MAX_FILES rewrites a run, besides the dropped files */
+        int keep = 0, rewrites = 0;
+        for (int i = 0; i < nc; i++)
+            if (c[i].dropped || rewrites++ < GC_MAX_FILES) c[keep++] = c[i];
+        nc = keep;
+    }
     st = KV_OK;
     for (int i = 0; i < nc && st == KV_OK; i++) {
-        if (c[i].head) {
+        damaged = 0;
+        if (c[i].head && !c[i].dropped) {
             /* the best candidate is being appended to: seal it first */
             st = kv_writer_rotate_vlog(db, err);
             if (st != KV_OK) break;
@@ -415,7 +472,8 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
             c[i].size = kv_vlog_file(db, c[i].fid)->size;
             kv_mutex_unlock(&v->mu);
         }
-        st = rewrite_file(db, c[i].fid, c[i].size, &rewritten, &bytes, &damaged, err);
+        if (!c[i].dropped) /* (a dropped file has nothing anyone can read) */
+            st = rewrite_file(db, c[i].fid, c[i].size, &rewritten, &bytes, &damaged, err);
         if (st == KV_OK && damaged) {
             kv_vfile *f;
             kv_mutex_lock(&v->mu);
@@ -453,8 +511,12 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
                 v->discard_version++;
             }
             kv_mutex_unlock(&v->mu);
-            kv_log(db, KV_LOG_INFO, "value-log GC rewrote file %u (%.0f%% discardable)",
-                   c[i].fid, c[i].ratio * 100);
+            if (c[i].dropped)
+                kv_log(db, KV_LOG_INFO, "value-log GC freed file %u: all of it was dropped",
+                       c[i].fid);
+            else
+                kv_log(db, KV_LOG_INFO, "value-log GC rewrote file %u (%.0f%% discardable)",
+                       c[i].fid, c[i].ratio * 100);
         }
     }
     kv_mutex_lock(&v->mu);

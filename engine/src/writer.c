@@ -39,6 +39,7 @@ typedef struct grec {
     uint32_t n_ptrs;
     const kv_batch_cond *conds;
     uint32_t n_conds;
+    const kv_vkeys *vkeys;
     uint64_t version;
     uint64_t cost;
     kv_wq_item *item;         /* NULL for the fast-path leader's own batch */
@@ -55,6 +56,7 @@ static void grec_from_batch(grec *g, kv_batch *b)
     g->len = b->len;
     g->vbuf = b->vbuf;
     g->vlen = b->vlen;
+    g->vkeys = &b->vkeys;
     g->ptrs = b->ptrs;
     g->n_ptrs = b->n_ptrs;
     g->conds = b->conds;
@@ -85,6 +87,7 @@ static void grec_from_item(grec *g, kv_wq_item *it)
     g->len = it->rec_len;
     g->vbuf = p + it->rec_len;
     g->vlen = it->vlen;
+    g->vkeys = &it->vkeys;
     g->ptrs = (const uint32_t *)(p + img_ptrs_off(it->rec_len, it->vlen));
     g->n_ptrs = it->n_ptrs;
     g->conds = (const kv_batch_cond *)(p + img_conds_off(it->rec_len, it->vlen, it->n_ptrs));
@@ -446,6 +449,7 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
             pieces[npieces].ptrs = g[i].ptrs;
             pieces[npieces].n_ptrs = g[i].n_ptrs;
             pieces[npieces].bulk = (g[i].flags & KV_WQ_VLOG_ONLY) != 0;
+            pieces[npieces].keys = g[i].vkeys;
             npieces++;
         }
     if (npieces) {
@@ -676,6 +680,8 @@ static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int flags, v
     it->vlen = b ? b->vlen : 0;
     it->n_ptrs = b ? b->n_ptrs : 0;
     it->n_conds = b ? b->n_conds : 0;
+    it->vkeys.state = KV_VKEYS_NONE;
+    if (b) it->vkeys = b->vkeys;
     it->mem_cost = b ? b->mem_cost : 0;
     it->sync = (uint8_t)sync;
     it->flags = (uint8_t)flags;

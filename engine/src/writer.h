@@ -38,6 +38,7 @@
 
 #include "kv.h"
 #include "sync.h"
+#include "vlog_format.h"
 
 #define KV_WQ_ROTATE_MEM 0x1u  /* kv_flush: rotate the memtable after this */
 #define KV_WQ_ROTATE_VLOG 0x2u /* value-log GC: seal the vlog head */
@@ -61,6 +62,7 @@ typedef struct kv_wq_item {
     uint8_t flags;            /* KV_WQ_* */
     uint8_t pad[2];
     _Atomic uint32_t wake;    /* its writer sleeps on this (sync.h) */
+    kv_vkeys vkeys;           /* of the image's vlog entries */
 } kv_wq_item;
 
 typedef struct kv_wq {

@@ -526,7 +526,9 @@ END_TEST
 
 /* Flips one value byte of the entry holding key's value generation gen in
  * value-log file path; fails the test if there is no such entry. */
-static void damage_entry(const char *path, int key, int gen, size_t vlen)
+/* Damages the entry (key, gen) in the file at path: a byte of its value,
+ * or with header, of its length (a scan cannot go past that). */
+static void damage_entry(const char *path, int key, int gen, size_t vlen, int header)
 {
     char k[32], *want = malloc(vlen);
     uint8_t *data;
@@ -545,8 +547,9 @@ static void damage_entry(const char *path, int key, int gen, size_t vlen)
         ck_assert(kv_vlog_entry_decode(data + off, KV_FRAME_HDR + (size_t)plen, 0, &e) == 0);
         if (e.klen == strlen(k) && !memcmp(e.key, k, e.klen) && e.vlen == vlen &&
             !memcmp(e.value, want, vlen)) {
-            uint8_t c = (uint8_t)(e.value[vlen / 2] ^ 0x5a);
-            ck_assert(pwrite(fd, &c, 1, (off_t)(e.value - data) + (off_t)vlen / 2) == 1);
+            off_t at = header ? (off_t)off : (off_t)(e.value - data) + (off_t)vlen / 2;
+            uint8_t c = (uint8_t)(data[at] ^ 0x5a);
+            ck_assert(pwrite(fd, &c, 1, at) == 1);
             break;
         }
         off += KV_FRAME_HDR + (size_t)plen;
@@ -584,8 +587,8 @@ START_TEST(test_gc_keeps_damaged_file)
     ck_assert_msg(vi[0].discard_ratio > 0.3, "discard ratio %g", vi[0].discard_ratio);
     TU_OK(kv_close(db, &err), &err);
     snprintf(path, sizeof path, "%s/%06u.vlog", dir, fid);
-    damage_entry(path, 10, 0, vlen);  /* dead */
-    damage_entry(path, 550, 0, vlen); /* live */
+    damage_entry(path, 10, 0, vlen, 0);  /* dead */
+    damage_entry(path, 550, 0, vlen, 0); /* live */
 
     TU_OK(kv_open(&o, &db, &err), &err);
     TU_OK(kv_run_value_log_gc(db, 0.3, &err), &err);
@@ -973,6 +976,175 @@ START_TEST(test_bulk_values_direct)
 }
 END_TEST
 
+/* Key ranges: every key of a set lies under a prefix exactly when both cut
+ * ends do; keys longer than the cut, a prefix longer than the cut, and a
+ * set whose keys were not all seen. */
+START_TEST(test_vkeys_ranges)
+{
+    kv_vkeys k, u;
+    const char *longk = "tab1/0123456789abcdefghij"; /* longer than the cut */
+    k.state = KV_VKEYS_NONE;
+    ck_assert(!kv_vkeys_under(&k, (const uint8_t *)"", 0));
+    kv_vkeys_add(&k, (const uint8_t *)"tab1/k2", 7);
+    kv_vkeys_add(&k, (const uint8_t *)"tab1/k1", 7);
+    kv_vkeys_add(&k, (const uint8_t *)longk, strlen(longk));
+    ck_assert(kv_vkeys_under(&k, (const uint8_t *)"", 0));
+    ck_assert(kv_vkeys_under(&k, (const uint8_t *)"tab1/", 5));
+    ck_assert(!kv_vkeys_under(&k, (const uint8_t *)"tab1/k", 6)); /* "tab1/0..." is not */
+    ck_assert(!kv_vkeys_under(&k, (const uint8_t *)"tab2", 4));
+    ck_assert(!kv_vkeys_under(&k, (const uint8_t *)longk, 17)); /* longer than the cut */
+    kv_vkeys_add(&k, (const uint8_t *)"tab", 3); /* shorter than the prefix */
+    ck_assert(!kv_vkeys_under(&k, (const uint8_t *)"tab1", 4));
+    ck_assert(kv_vkeys_under(&k, (const uint8_t *)"tab", 3));
+    u.state = KV_VKEYS_NONE;
+    kv_vkeys_merge(&u, &k);
+    ck_assert(kv_vkeys_under(&u, (const uint8_t *)"tab", 3));
+    kv_vkeys_add(&u, (const uint8_t *)"tab9", 4);
+    ck_assert(kv_vkeys_under(&u, (const uint8_t *)"tab", 3));
+    kv_vkeys_add(&u, (const uint8_t *)"taa", 3);
+    ck_assert(!kv_vkeys_under(&u, (const uint8_t *)"tab", 3));
+    kv_vkeys_merge(&k, NULL); /* keys not seen */
+    ck_assert_int_eq(k.state, KV_VKEYS_UNKNOWN);
+    ck_assert(!kv_vkeys_under(&k, (const uint8_t *)"", 0));
+    kv_vkeys_add(&k, (const uint8_t *)"tab", 3);
+    ck_assert(!kv_vkeys_under(&k, (const uint8_t *)"", 0));
+}
+END_TEST
+
+/* The state of file fid in the file table, 0 if it is not there. */
+static int vlog_state(kv_db *db, uint32_t fid)
+{
+    kv_vlog_info vi[128];
+    int n = kv_get_vlog_files(db, vi, 128);
+    for (int i = 0; i < n && i < 128; i++)
+        if (vi[i].fid == fid) return vi[i].state;
+    return 0;
+}
+
+/* Waits for file fid to leave the table and the disk. */
+static void wait_gone(kv_db *db, const char *dir, uint32_t fid)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%06u.vlog", dir, fid);
+    for (int i = 0; i < 400 && (vlog_state(db, fid) || access(path, F_OK) == 0); i++) {
+        kv_err err;
+        kv_status st = kv_run_value_log_gc(db, 0.99, &err); /* (reaps) */
+        ck_assert_msg(st == KV_OK || st == KV_NO_REWRITE, "gc: %s", err.msg);
+        usleep(25 * 1000);
+    }
+    ck_assert_msg(!vlog_state(db, fid) && access(path, F_OK) != 0, "file %u is still there", fid);
+}
+
+/* A file holding nothing but keys under a dropped prefix is freed without
+ * being read: GC would stop at the damaged entry header in it, and keep
+ * the file, if it read it.  A file that also holds other keys is read as
+ * usual, a head holding only dropped keys is sealed by the drop, and
+ * readers from before the drop keep their values until they finish. */
+START_TEST(test_drop_frees_files_unread)
+{
+    char *dir = tu_mkdtemp("vdropf");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    kv_txn *snap;
+    kv_vlog_info vi[64];
+    kv_buf b = {0};
+    char path[4200], k[32], want[1000];
+    const int vlen = 1000;
+    uint32_t first = UINT32_MAX, head = 0;
+    int nv;
+    vopts(&o, dir);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    /* key-00...: two files and part of a third; key-01... the rest of it,
+     * one more file and a head */
+    for (int i = 0; i < 3000; i++) TU_OK(put(db, i, 0, vlen, 0), NULL);
+    for (int i = 10000; i < 11500; i++) TU_OK(put(db, i, 0, vlen, 0), NULL);
+    nv = kv_get_vlog_files(db, vi, 64);
+    ck_assert_int_ge(nv, 5);
+    for (int i = 0; i < nv; i++) {
+        if (vi[i].fid < first) first = vi[i].fid;
+        if (vi[i].state == 1) head = vi[i].fid;
+    }
+    snprintf(path, sizeof path, "%s/%06u.vlog", dir, first);
+    damage_entry(path, 100, 0, vlen, 1);
+    TU_OK(kv_txn_begin(db, 0, &snap, &err), &err);
+
+    TU_OK(kv_drop_prefix(db, "key-00", 6, &err), &err);
+    ck_assert_int_eq(vlog_state(db, head), 1); /* it holds key-01 keys too */
+    TU_OK(kv_run_value_log_gc(db, 0.5, &err), &err);
+    ck_assert_int_eq(vlog_state(db, first), 3); /* doomed, not found damaged */
+    /* the snapshot from before the drop still reads its values */
+    snprintf(k, sizeof k, "key-%06d", 5);
+    TU_OK(kv_txn_get(snap, k, strlen(k), &b, NULL, &err), &err);
+    value_of(want, vlen, 5, 0);
+    ck_assert(b.len == (size_t)vlen && !memcmp(b.data, want, vlen));
+    kv_buf_free(&b);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    kv_txn_free(snap);
+    wait_gone(db, dir, first);
+    for (int i = 0; i < 3000; i += 7) check(db, i, -1, vlen, -1);
+    for (int i = 10000; i < 11500; i++) check(db, i, 0, vlen, 1);
+
+    /* the head holds only key-01 keys: the drop seals it, and writes after
+     * the drop go to a new head */
+    TU_OK(kv_drop_prefix(db, "key-01", 6, &err), &err);
+    ck_assert_int_eq(vlog_state(db, head), 2);
+    for (int i = 10000; i < 10100; i++) TU_OK(put(db, i, 1, vlen, 0), NULL);
+    TU_OK(kv_run_value_log_gc(db, 0.5, &err), &err);
+    wait_gone(db, dir, head);
+    for (int i = 10000; i < 11500; i++) check(db, i, i < 10100 ? 1 : -1, vlen, 1);
+    TU_OK(kv_close(db, &err), &err);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 0; i < 3000; i += 7) check(db, i, -1, vlen, -1);
+    for (int i = 10000; i < 11500; i++) check(db, i, i < 10100 ? 1 : -1, vlen, 1);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
+/* A transaction that spilled values under a prefix before the prefix was
+ * dropped, and commits after the drop: its values are live, though every
+ * key in their files lies under the drop.  The drop must not free those
+ * files (they are pinned by the transaction). */
+START_TEST(test_drop_spares_spilling_txn)
+{
+    char *dir = tu_mkdtemp("vdrops");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    kv_txn *t;
+    char k[32], *v = malloc(1000);
+    const int vlen = 1000, n = 6000; /* 6 MB: past the first spill chunk */
+    vopts(&o, dir);
+    o.max_txn_memory = 64 << 10;
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 20000; i < 20010; i++) TU_OK(put(db, i, 0, vlen, 0), NULL);
+    TU_OK(kv_txn_begin(db, 1, &t, &err), &err);
+    for (int i = 20000; i < 20000 + n; i++) {
+        snprintf(k, sizeof k, "key-%06d", i);
+        value_of(v, vlen, i, 1);
+        TU_OK(kv_txn_set(t, k, strlen(k), v, vlen, &err), &err);
+    }
+    ck_assert_uint_gt(vlog_bytes(db, NULL), (uint64_t)n / 2 * vlen); /* spilled to the log */
+    TU_OK(kv_drop_prefix(db, "key-02", 6, &err), &err);
+    check(db, 20001, -1, vlen, -1);
+    TU_OK(kv_txn_commit(t, NULL, NULL, &err), &err);
+    kv_txn_free(t);
+    gc_all(db, 0.01);
+    usleep(100 * 1000);
+    gc_all(db, 0.01);
+    for (int i = 20000; i < 20000 + n; i++) check(db, i, 1, vlen, 1);
+    TU_OK(kv_close(db, &err), &err);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    for (int i = 20000; i < 20000 + n; i++) check(db, i, 1, vlen, 1);
+    TU_OK(kv_close(db, &err), &err);
+    free(v);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
 /* Two directories: LSM in Dir, values in ValueDir. */
 START_TEST(test_separate_value_dir)
 {
@@ -1022,6 +1194,9 @@ int main(void)
     tcase_add_test(tc, test_discard_persisted);
     tcase_add_test(tc, test_drop_counts_discard);
     tcase_add_test(tc, test_drop_rewrites_shared_tables);
+    tcase_add_test(tc, test_vkeys_ranges);
+    tcase_add_test(tc, test_drop_frees_files_unread);
+    tcase_add_test(tc, test_drop_spares_spilling_txn);
     tcase_add_test(tc, test_separate_value_dir);
     tcase_add_test(tc, test_bulk_values_direct);
     suite_add_tcase(s, tc);
