@@ -135,5 +135,6 @@ int kv_vkeys_under(const kv_vkeys *k, const uint8_t *prefix, size_t n)
     /* the keys starting with prefix are an interval, and cutting keeps
      * order: both cut ends inside it put every cut key inside it */
     return k->state == KV_VKEYS_RANGE && n <= KV_VKEY_CUT && k->min_len >= n &&
-           k->max_len >= n && memcmp(k->min, prefix, n) == 0 && memcmp(k->max, prefix, n) == 0;
+           k->max_len >= n &&
+           (n == 0 || (memcmp(k->min, prefix, n) == 0 && memcmp(k->max, prefix, n) == 0));
 }

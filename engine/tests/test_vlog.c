@@ -989,6 +989,7 @@ START_TEST(test_vkeys_ranges)
     kv_vkeys_add(&k, (const uint8_t *)"tab1/k1", 7);
     kv_vkeys_add(&k, (const uint8_t *)longk, strlen(longk));
     ck_assert(kv_vkeys_under(&k, (const uint8_t *)"", 0));
+    ck_assert(kv_vkeys_under(&k, NULL, 0)); /* (DropAll) */
     ck_assert(kv_vkeys_under(&k, (const uint8_t *)"tab1/", 5));
     ck_assert(!kv_vkeys_under(&k, (const uint8_t *)"tab1/k", 6)); /* "tab1/0..." is not */
     ck_assert(!kv_vkeys_under(&k, (const uint8_t *)"tab2", 4));
