@@ -376,7 +376,7 @@ kv_status kv_drop_apply(kv_db *db, void *arg, uint64_t version, kv_err *err)
     st = kv_host_call(db, r, NULL, err);
     /* the value-log files holding nothing but the dropped keys can go
      * without GC reading them (here, while this leader is alone) */
-    if (st == KV_OK && !db->opt->in_memory) kv_vlog_mark_dropped(db, a->prefix, a->n);
+    if (st == KV_OK) kv_vlog_mark_dropped(db, a->prefix, a->n);
     return st;
 }
 

@@ -545,10 +545,7 @@ kv_status kv_vlog_write(kv_db *db, kv_vlog_piece *pieces, int n, int sync, uint3
                 kv_vptr_encode(p->rec + p->ptrs[3 * j], &ptr);
             }
             /* entries whose keys were not seen leave the file's unknown */
-            if (p->keys && (p->keys->state == KV_VKEYS_RANGE || !p->vlen))
-                kv_vkeys_merge(&keys, p->keys);
-            else
-                keys.state = KV_VKEYS_UNKNOWN;
+            kv_vkeys_merge(&keys, p->keys && p->keys->state == KV_VKEYS_RANGE ? p->keys : NULL);
             iov[k].iov_base = p->vbuf;
             iov[k].iov_len = p->vlen;
             bulk |= p->bulk;
@@ -557,10 +554,6 @@ kv_status kv_vlog_write(kv_db *db, kv_vlog_piece *pieces, int n, int sync, uint3
             total += p->vlen;
             k++;
         }
-        /* the file's keys grow before its bytes do (a drop reads them) */
-        kv_mutex_lock(&v->mu);
-        kv_vkeys_merge(&kv_vlog_file(db, fid)->keys, &keys);
-        kv_mutex_unlock(&v->mu);
         st = head_handle(db, fid, &f, err);
         if (st == KV_OK && bulk && total >= KV_VLOG_DIRECT_MIN)
             st = write_bulk(db, fid, f, iov, k, start, total, err);
@@ -571,6 +564,8 @@ kv_status kv_vlog_write(kv_db *db, kv_vlog_piece *pieces, int n, int sync, uint3
         vf = kv_vlog_file(db, fid);
         vf->size = size;
         vf->entries = entries;
+        /* (only a leader reads the keys: kv_vlog_mark_dropped) */
+        kv_vkeys_merge(&vf->keys, &keys);
         kv_mutex_unlock(&v->mu);
         atomic_fetch_add_explicit(&v->bytes_appended, total, memory_order_relaxed);
         *hw_fid = fid;

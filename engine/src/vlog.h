@@ -194,9 +194,9 @@ void kv_vlog_prefetch_cache(struct kv_db *db, const kv_vptr *p, kv_vhandle **pin
  * qualify.  Why that is safe: the drop is applied by the leader, alone,
  * so every entry already written belongs to a commit ordered before the
  * drop, to a transaction that was abandoned, or to a spilling transaction
- * still running, and those pin their files.  Returns the files marked.
+ * still running, and those pin their files.
  * REQUIRES: caller is the leader, applying the drop. */
-int kv_vlog_mark_dropped(struct kv_db *db, const uint8_t *prefix, uint32_t n);
+void kv_vlog_mark_dropped(struct kv_db *db, const uint8_t *prefix, uint32_t n);
 
 /* Counts bytes of file fid as dead (compaction dropped their pointer). */
 void kv_vlog_discard(struct kv_db *db, uint32_t fid, uint64_t bytes);

@@ -124,13 +124,13 @@ kv_status kv_vlog_discard_table(kv_db *db, const kv_table_meta *tm, kv_err *err)
     return st;
 }
 
-int kv_vlog_mark_dropped(kv_db *db, const uint8_t *prefix, uint32_t n)
+void kv_vlog_mark_dropped(kv_db *db, const uint8_t *prefix, uint32_t n)
 {
     kv_vlog_shared *v = &db->sh->vlog;
     kv_vfile *f;
     uint32_t pin;
     int marked = 0, seal;
-    if (db->opt->in_memory || n > KV_VKEY_CUT) return 0;
+    if (db->opt->in_memory || n > KV_VKEY_CUT) return;
     /* the head too, when all of it is dropped: sealed first, so that the
      * writes after the drop go to a new head */
     kv_mutex_lock(&v->mu);
@@ -159,7 +159,6 @@ int kv_vlog_mark_dropped(kv_db *db, const uint8_t *prefix, uint32_t n)
         kv_cond_broadcast(&db->sh->vlog_cv); /* the GC thread need not wait for its tick */
     }
     kv_mutex_unlock(&v->mu);
-    return marked;
 }
 
 /* ---- DISCARD ---- */
