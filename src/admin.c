@@ -312,6 +312,8 @@ vlog_state_name(int state)
 			return "rewritten";
 		case 4:
 			return "damaged";
+		case 5:
+			return "loading";
 		default:
 			return "unknown";
 	}

@@ -485,7 +485,8 @@ kv_status kv_run_value_log_gc(kv_db *db, double discard_ratio, kv_err *err);
 typedef struct kv_vlog_info {
     uint32_t fid;
     int state;              /* 1 head, 2 sealed, 3 rewritten (deleted when unreachable),
-                             * 4 damaged (found by GC; kept, not collected) */
+                             * 4 damaged (found by GC; kept, not collected),
+                             * 5 being written by a large transaction (its own) */
     uint64_t size_bytes;
     uint64_t entries;
     uint64_t discard_bytes;

@@ -25,6 +25,7 @@
 #include "kv.h"
 
 typedef struct kv_env kv_env;
+typedef struct kv_aio kv_aio; /* a queue of asynchronous writes (env-defined) */
 
 /* Every env's file struct starts with this. */
 typedef struct kv_file {
@@ -92,6 +93,24 @@ struct kv_env {
 
     uint64_t (*now_micros)(kv_env *env); /* monotonic */
     uint64_t (*unix_seconds)(kv_env *env);
+
+    /* Optional (NULL where an env has none; callers then write
+     * synchronously through pwritev).
+     * prealloc reserves blocks up to len, the size becoming at least len,
+     * so that writes below it neither allocate nor extend the file (on
+     * ext4 an extending direct write completes synchronously even when
+     * queued); the caller truncates to the real size afterwards.
+     * aio_new makes a queue of up to depth writes; aio_write queues one
+     * through a KV_O_DIRECT handle (buffer, length and offset aligned) and
+     * returns without waiting - the buffer stays untouched until its
+     * completion; aio_wait waits for one completion and gives its tag and
+     * outcome; aio_free waits for whatever is still queued. */
+    kv_status (*prealloc)(kv_file *f, uint64_t len, kv_err *err);
+    kv_status (*aio_new)(kv_env *env, int depth, kv_aio **out, kv_err *err);
+    kv_status (*aio_write)(kv_aio *a, kv_file *f, const void *buf, size_t n, uint64_t off,
+                           uint64_t tag, kv_err *err);
+    kv_status (*aio_wait)(kv_aio *a, uint64_t *tag, kv_err *err);
+    void (*aio_free)(kv_aio *a);
 };
 
 /* The process-wide POSIX env (stateless, never freed). */

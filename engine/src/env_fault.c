@@ -457,6 +457,9 @@ kv_env *kv_env_fault_new(kv_env *inner)
         "fault",   fe_open,   fe_close,  fe_pread,    fe_pwritev,  fe_sync,   fe_truncate,
         fe_size,   fe_map,    fe_unmap,  fe_advise,   fe_resident, fe_remove,   fe_rename, fe_mkdirs,
         fe_sync_dir, fe_list_dir, fe_exists, fe_lock, fe_unlock, fe_now, fe_unix,
+        /* no preallocation or queued writes: every byte passes through
+         * fe_pwritev, where faults and crashes are decided */
+        NULL, NULL, NULL, NULL, NULL,
     };
     if (!e) return NULL;
     e->base = proto;

@@ -376,6 +376,7 @@ kv_env *kv_env_mem_new(void)
         me_truncate, me_size,   me_map,     me_unmap,   me_advise,   me_resident, me_remove,
         me_rename,  me_nop_dir, me_nop_dir, me_list_dir, me_exists,  me_lock,
         me_unlock,  me_now_micros, me_unix_seconds,
+        NULL,       NULL,       NULL,       NULL,        NULL, /* writes are synchronous */
     };
     if (!e) return NULL;
     e->base = proto;

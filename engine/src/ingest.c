@@ -227,6 +227,7 @@ kv_status kv_ingest_commit(kv_db *db, kv_pending *p, const uint64_t *reads,
         if (version_out) *version_out = 0; /* (the caller reports its read version) */
         goto out;
     }
+    if (st == KV_OK) st = kv_pending_values_commit(p, err);
     if (st == KV_OK && !(txn = kv_batch_new()))
         st = kv_seterr(err, KV_NO_MEMORY, 0, "out of memory committing");
     if (st == KV_OK) {

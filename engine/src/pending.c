@@ -16,6 +16,7 @@
 #include "hash.h"
 #include "snapshot.h"
 #include "vlog.h"
+#include "vlog_bulk.h"
 #include "vlog_format.h"
 #include "writer.h"
 
@@ -84,6 +85,7 @@ void kv_pending_free(kv_pending *p, int committed)
 {
     if (!committed) kv_fid_tally_discard(p->db, &p->vlog_bytes);
     kv_fid_tally_free(&p->vlog_bytes);
+    kv_vbulk_free(p->db, p->vbulk, committed); /* (before the pin goes) */
     if (p->vlog_pin && p->snap_slot >= 0) kv_snap_set_vlog_pin(p->db, p->snap_slot, 0);
     for (size_t i = 0; i < p->n_runs; i++) run_close(p, &p->runs[i]);
     free_retired(p);
@@ -146,6 +148,7 @@ kv_status kv_pending_write_values(kv_pending *p, kv_batch *chunk, kv_err *err)
         kv_snap_set_vlog_pin(db, p->snap_slot, p->vlog_pin);
         kv_mutex_unlock(&db->sh->vlog.mu);
     }
+    if (!db->opt->in_memory) return kv_vbulk_append(db, &p->vbulk, chunk, err);
     st = kv_writer_vlog_only(db, chunk, err);
     for (uint32_t i = 0; st == KV_OK && i < chunk->n_ptrs; i++) {
         kv_vptr vp;
@@ -154,6 +157,11 @@ kv_status kv_pending_write_values(kv_pending *p, kv_batch *chunk, kv_err *err)
             st = kv_seterr(err, KV_NO_MEMORY, 0, "out of memory spilling a transaction");
     }
     return st;
+}
+
+kv_status kv_pending_values_commit(kv_pending *p, kv_err *err)
+{
+    return kv_vbulk_commit(p->db, p->vbulk, err);
 }
 
 /* Writes the chunk's values to the value log and appends their pointers

@@ -15,8 +15,9 @@
  * merged into one (dropping undone writes).
  *
  * Spilling separates values as a commit would (WiscKey): each live value
- * at or above ValueThreshold is appended to the value log once, and the
- * run holds only its pointer - so a large transaction writes its values
+ * at or above ValueThreshold is appended to the value log once (to the
+ * transaction's own files, vlog_bulk.h, whose writes are queued while the
+ * transaction goes on), and the run holds only its pointer - so a large transaction writes its values
  * once, not into the run, a merged run and the value log.  From the first
  * such write the owner's snapshot slot pins the value log (GC must not
  * rewrite files whose values no table points to yet); the values become
@@ -81,7 +82,8 @@ typedef struct kv_pending {
     /* values spilled to the value log */
     int snap_slot;          /* the owner's snapshot slot, which holds the pin */
     uint32_t vlog_pin;      /* lowest value-log file written to (0 = none) */
-    kv_fid_tally vlog_bytes; /* bytes written per file, for discard statistics */
+    kv_fid_tally vlog_bytes; /* bytes written per shared file, for discard statistics */
+    struct kv_vbulk *vbulk;  /* the transaction's own value-log files (vlog_bulk.h) */
     struct kv_batch *chunk; /* the spills' value-log batch, kept for its buffers */
     /* early-placed values in chunk, not yet written: where each one's
      * placeholder pointer is in the arena, in chunk order */
@@ -95,9 +97,15 @@ void kv_pending_free(kv_pending *p, int committed);
 /* Appends the large values of chunk (a batch of this transaction's
  * writes) to the value log, pointers patched into its record, before any
  * table points at them: the first call pins the value log for the owner's
- * slot, and the bytes are remembered per file for kv_pending_free.  Used
- * by spills and by the commit's ingest. */
+ * slot.  On disk, the values go to the transaction's own files
+ * (vlog_bulk.h, written while it goes on); in memory, to the shared log,
+ * the bytes remembered per file for kv_pending_free.  Used by spills and
+ * by the commit's ingest. */
 kv_status kv_pending_write_values(kv_pending *p, struct kv_batch *chunk, kv_err *err);
+/* The commit's ingest, after the last kv_pending_write_values and before
+ * its tables are installed: the values written are made durable where
+ * the tables can point at them (kv_vbulk_commit). */
+kv_status kv_pending_values_commit(kv_pending *p, kv_err *err);
 /* Writes the early-placed values to the value log and patches their
  * pointers into the arena; after it, no arena entry has a placeholder.
  * kv_pending_iter's callers (kv_iter_new_txn, kv_pending_each) call it

@@ -13,6 +13,7 @@
 #include "db.h"
 #include "err.h"
 #include "frame.h"
+#include "vlog_bulk.h"
 
 #define MAP_SLACK (64ull << 20) /* map this much beyond the expected size */
 
@@ -27,7 +28,7 @@ kv_vfile *kv_vlog_file(kv_db *db, uint32_t fid)
     return NULL;
 }
 
-static kv_vfile *table_add(kv_db *db, uint32_t fid, kv_err *err)
+kv_vfile *kv_vlog_table_add(kv_db *db, uint32_t fid, kv_err *err)
 {
     kv_vlog_shared *v = &db->sh->vlog;
     kv_vfile *f;
@@ -127,6 +128,7 @@ static kv_status get_handle(kv_db *db, uint32_t fid, uint64_t need, kv_vhandle *
 
 kv_status kv_vlog_map(kv_db *db, uint32_t fid, uint64_t need, kv_vhandle **out, kv_err *err)
 {
+    kv_vbulk_before_read(db, fid, need);
     return get_handle(db, fid, need, out, err);
 }
 
@@ -236,6 +238,7 @@ kv_status kv_vlog_read(kv_db *db, const kv_vptr *p, int verify, kv_vlog_entry *e
         return kv_seterr(err, KV_CORRUPTION, 0,
                          "malformed value pointer (file %u, offset %llu, length %u)", p->fid,
                          (unsigned long long)p->offset, p->len);
+    kv_vbulk_before_read(db, p->fid, p->offset + p->len); /* (a large transaction's own) */
     st = repin(db, p->fid, p->offset + p->len, pin, err);
     if (st != KV_OK) return st;
     h = *pin;
@@ -257,6 +260,7 @@ int kv_vlog_prefetch(kv_db *db, const kv_vptr *p, int check_only)
     kv_err err;
     int resident;
     if (p->len < KV_FRAME_HDR || p->offset > UINT64_MAX / 2 - p->len) return -1;
+    kv_vbulk_before_read(db, p->fid, p->offset + p->len);
     if (get_handle(db, p->fid, p->offset + p->len, &h, &err) != KV_OK) return -1; /* a hint */
     resident = db->env->resident(kv_vhandle_map(h) + p->offset);
     if (!resident && !check_only) {
@@ -280,6 +284,7 @@ void kv_vlog_prefetch_cache(kv_db *db, const kv_vptr *p, kv_vhandle **pin)
     kv_err err;
     uint64_t len = p->len < PREFETCH_CACHE_MAX ? p->len : PREFETCH_CACHE_MAX;
     if (p->len < KV_FRAME_HDR || p->offset > UINT64_MAX / 2 - p->len) return;
+    kv_vbulk_before_read(db, p->fid, p->offset + p->len);
     if (repin(db, p->fid, p->offset + p->len, pin, &err) != KV_OK) return;
     map = kv_vhandle_map(*pin) + p->offset;
     for (uint64_t o = 0; o < len; o += 64) __builtin_prefetch(map + o, 0, 3);
@@ -316,7 +321,7 @@ kv_status kv_vlog_start_head(kv_db *db, kv_err *err)
     kv_mutex_lock(&v->mu);
     old = v->head ? kv_vlog_file(db, v->head) : NULL;
     if (old && old->state == KV_VF_ACTIVE) old->state = KV_VF_SEALED;
-    vf = table_add(db, fid, err);
+    vf = kv_vlog_table_add(db, fid, err);
     if (vf) {
         vf->state = KV_VF_ACTIVE;
         vf->size = vf->synced = KV_VLOG_HEADER_SIZE;
@@ -720,7 +725,7 @@ kv_status kv_vlog_open(kv_db *db, kv_err *err)
             if (st != KV_OK) break;
         }
         kv_mutex_lock(&db->sh->vlog.mu);
-        vf = table_add(db, s.fids[i], err);
+        vf = kv_vlog_table_add(db, s.fids[i], err);
         if (vf) {
             vf->state = KV_VF_SEALED;
             vf->size = vf->synced = size;

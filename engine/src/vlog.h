@@ -45,6 +45,8 @@
 #define KV_VF_SEALED 2u
 #define KV_VF_DOOMED 3u  /* rewritten or dropped, waiting to be unreachable */
 #define KV_VF_DAMAGED 4u /* sealed; GC found damage in it and leaves it alone */
+#define KV_VF_OWNED 5u   /* a large transaction's own, being written (vlog_bulk.h):
+                          * GC, drops and syncs leave it alone; sealed at commit */
 
 typedef struct kv_vfile {
     uint32_t fid;
@@ -106,6 +108,8 @@ typedef struct kv_vcache {
     uint32_t direct_fid;
     int direct_off;         /* the file system refused direct I/O */
     uint8_t *bounce;        /* aligned copy of a bulk append, KV_VLOG_BOUNCE bytes */
+    struct kv_vbulk *bulk;  /* this process's large transactions' writers (vlog_bulk.h) */
+    _Atomic int n_bulk;
 } kv_vcache;
 
 struct kv_db;
@@ -230,5 +234,7 @@ void kv_vlog_gc_stop(struct kv_db *db);
 
 /* Internal: the file-table entry of fid (vlog mu held), or NULL. */
 kv_vfile *kv_vlog_file(struct kv_db *db, uint32_t fid);
+/* Adds a zeroed entry for fid (NULL and err set if the heap is full). */
+kv_vfile *kv_vlog_table_add(struct kv_db *db, uint32_t fid, kv_err *err);
 
 #endif

@@ -432,7 +432,8 @@ kv_status kv_run_value_log_gc(kv_db *db, double ratio, kv_err *err)
                 uint64_t data = f[i].size - KV_VLOG_HEADER_SIZE;
                 double r;
                 if ((f[i].dropped != 0) != (pass == 0) || f[i].state == KV_VF_DOOMED ||
-                    f[i].state == KV_VF_DAMAGED || data == 0 || f[i].fid >= pin)
+                    f[i].state == KV_VF_DAMAGED || f[i].state == KV_VF_OWNED || data == 0 ||
+                    f[i].fid >= pin)
                     continue;
                 r = (double)f[i].discard / (double)data;
                 if (r < ratio && !f[i].dropped) continue;

@@ -6,6 +6,7 @@
  * file rotated when it is the best candidate), and bulk appends with
  * O_DIRECT.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -1146,6 +1147,138 @@ START_TEST(test_drop_spares_spilling_txn)
 }
 END_TEST
 
+/* The files of a running large transaction (state 5, "being written"),
+ * at most max, into fids; returns how many. */
+static int own_files(kv_db *db, uint32_t *fids, int max)
+{
+    kv_vlog_info vi[256];
+    int n = kv_get_vlog_files(db, vi, 256), k = 0;
+    for (int i = 0; i < n && i < 256 && k < max; i++)
+        if (vi[i].state == 5) fids[k++] = vi[i].fid;
+    return k;
+}
+
+/* Sets keys [from, from + n) to generation gen's 1000-byte values. */
+static void txn_fill(kv_txn *t, int from, int n, int gen)
+{
+    char k[32], v[1000];
+    kv_err err;
+    for (int i = from; i < from + n; i++) {
+        snprintf(k, sizeof k, "key-%06d", i);
+        value_of(v, sizeof v, i, gen);
+        TU_OK(kv_txn_set(t, k, strlen(k), v, sizeof v, &err), &err);
+    }
+}
+
+/* The value logs in dir whose header is not valid (zeroed), at most max,
+ * into fids; returns how many. */
+static int zeroed_vlogs(const char *dir, uint32_t *fids, int max)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int k = 0;
+    ck_assert(d != NULL);
+    while ((e = readdir(d)) && k < max) {
+        char path[4200];
+        uint8_t hdr[KV_VLOG_HEADER_SIZE];
+        unsigned fid;
+        FILE *f;
+        if (sscanf(e->d_name, "%u.vlog", &fid) != 1 || !strstr(e->d_name, ".vlog")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (!(f = fopen(path, "rb"))) continue;
+        if (fread(hdr, 1, sizeof hdr, f) != sizeof hdr ||
+            kv_vlog_header_check(hdr, sizeof hdr, fid) != 0)
+            fids[k++] = fid;
+        fclose(f);
+    }
+    closedir(d);
+    return k;
+}
+
+/* A spilling transaction writes its values to value-log files of its own
+ * (vlog_bulk.h): while it runs they are "being written" (state 5), several
+ * of them (a 4 MiB chunk each: ValueLogFileSize is 1 MiB here), and its
+ * own values read back mid-way (written out first).  The commit seals
+ * them with a real header and they survive a reopen.  A transaction that
+ * is discarded leaves its files to GC, which frees them; one whose process
+ * dies leaves files with a zeroed header, which the next open removes. */
+START_TEST(test_txn_own_files)
+{
+    char *dir = tu_mkdtemp("vown");
+    kv_options o;
+    kv_db *db;
+    kv_err err;
+    kv_txn *t;
+    uint32_t fids[64], gone[64];
+    int nf, ng, status;
+    const int n = 12000; /* 12 MB */
+    pid_t pid;
+    vopts(&o, dir);
+    o.max_txn_memory = 64 << 10;
+    TU_OK(kv_open(&o, &db, &err), &err);
+    TU_OK(kv_txn_begin(db, 1, &t, &err), &err);
+    txn_fill(t, 20000, n, 1);
+    nf = own_files(db, fids, 64);
+    ck_assert_msg(nf >= 2, "%d files of its own while the transaction runs", nf);
+    {
+        char k[32], v[1000];
+        kv_buf val = {0};
+        snprintf(k, sizeof k, "key-%06d", 20000 + n - 1); /* the newest: not written out yet */
+        TU_OK(kv_txn_get(t, k, strlen(k), &val, NULL, &err), &err);
+        value_of(v, sizeof v, 20000 + n - 1, 1);
+        ck_assert_msg(val.len == sizeof v && !memcmp(val.data, v, sizeof v), "own value mid-way");
+        kv_buf_free(&val);
+    }
+    TU_OK(kv_txn_commit(t, NULL, NULL, &err), &err);
+    kv_txn_free(t);
+    ck_assert_int_eq(own_files(db, gone, 64), 0);
+    for (int i = 0; i < nf; i++) {
+        char path[4200];
+        uint8_t hdr[KV_VLOG_HEADER_SIZE];
+        FILE *f;
+        ck_assert_int_eq(vlog_state(db, fids[i]), 2); /* sealed */
+        snprintf(path, sizeof path, "%s/%06u.vlog", dir, fids[i]);
+        ck_assert((f = fopen(path, "rb")) != NULL);
+        ck_assert_uint_eq(fread(hdr, 1, sizeof hdr, f), sizeof hdr);
+        fclose(f);
+        ck_assert_msg(kv_vlog_header_check(hdr, sizeof hdr, fids[i]) == 0, "file %u header",
+                      fids[i]);
+    }
+    for (int i = 20000; i < 20000 + n; i++) check(db, i, 1, 1000, 1);
+
+    /* discarded: freed by GC; the committed values stay */
+    TU_OK(kv_txn_begin(db, 1, &t, &err), &err);
+    txn_fill(t, 20000, n, 2);
+    ng = own_files(db, gone, 64);
+    ck_assert_int_ge(ng, 2);
+    kv_txn_discard(t);
+    kv_txn_free(t);
+    for (int i = 0; i < ng; i++) wait_gone(db, dir, gone[i]);
+    for (int i = 20000; i < 20000 + n; i += 3) check(db, i, 1, 1000, 1);
+    TU_OK(kv_close(db, &err), &err);
+
+    /* the process dies mid-transaction */
+    pid = fork();
+    if (pid == 0) {
+        kv_db *cdb;
+        if (kv_open(&o, &cdb, &err) != KV_OK || kv_txn_begin(cdb, 1, &t, &err) != KV_OK) _exit(2);
+        txn_fill(t, 20000, n, 3);
+        _exit(own_files(cdb, gone, 64) >= 2 ? 0 : 4);
+    }
+    waitpid(pid, &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ng = zeroed_vlogs(dir, gone, 64);
+    ck_assert_msg(ng >= 2, "the dead transaction left %d files with a zeroed header", ng);
+    TU_OK(kv_open(&o, &db, &err), &err);
+    ng = zeroed_vlogs(dir, gone, 64); /* (their ids may be taken again: nothing used them) */
+    ck_assert_msg(ng == 0, "%d files with a zeroed header survived the open", ng);
+    for (int i = 20000; i < 20000 + n; i++) check(db, i, 1, 1000, 1);
+    TU_OK(kv_close(db, &err), &err);
+    tu_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
 /* Two directories: LSM in Dir, values in ValueDir. */
 START_TEST(test_separate_value_dir)
 {
@@ -1198,6 +1331,7 @@ int main(void)
     tcase_add_test(tc, test_vkeys_ranges);
     tcase_add_test(tc, test_drop_frees_files_unread);
     tcase_add_test(tc, test_drop_spares_spilling_txn);
+    tcase_add_test(tc, test_txn_own_files);
     tcase_add_test(tc, test_separate_value_dir);
     tcase_add_test(tc, test_bulk_values_direct);
     suite_add_tcase(s, tc);
