@@ -240,7 +240,10 @@ kv_status kv_ingest_commit(kv_db *db, kv_pending *p, const uint64_t *reads,
         st = kv_writer_special(db, KV_WQ_INGEST, &in, txn, version_out, err);
     }
 out:
-    if (st != KV_OK && !in.installed) drop_tables(db, &in);
+    if (st != KV_OK && !in.installed) {
+        drop_tables(db, &in);
+        kv_pending_values_unused(p); /* (their values: freed with the transaction) */
+    }
     kv_batch_free(txn);
     free(bd.writes);
     free(in.metas);

@@ -85,7 +85,7 @@ void kv_pending_free(kv_pending *p, int committed)
 {
     if (!committed) kv_fid_tally_discard(p->db, &p->vlog_bytes);
     kv_fid_tally_free(&p->vlog_bytes);
-    kv_vbulk_free(p->db, p->vbulk, committed); /* (before the pin goes) */
+    kv_vbulk_free(p->db, p->vbulk); /* (before the pin goes) */
     if (p->vlog_pin && p->snap_slot >= 0) kv_snap_set_vlog_pin(p->db, p->snap_slot, 0);
     for (size_t i = 0; i < p->n_runs; i++) run_close(p, &p->runs[i]);
     free_retired(p);
@@ -162,6 +162,11 @@ kv_status kv_pending_write_values(kv_pending *p, kv_batch *chunk, kv_err *err)
 kv_status kv_pending_values_commit(kv_pending *p, kv_err *err)
 {
     return kv_vbulk_commit(p->db, p->vbulk, err);
+}
+
+void kv_pending_values_unused(kv_pending *p)
+{
+    kv_vbulk_commit_failed(p->vbulk);
 }
 
 /* Writes the chunk's values to the value log and appends their pointers

@@ -106,6 +106,8 @@ kv_status kv_pending_write_values(kv_pending *p, struct kv_batch *chunk, kv_err 
  * its tables are installed: the values written are made durable where
  * the tables can point at them (kv_vbulk_commit). */
 kv_status kv_pending_values_commit(kv_pending *p, kv_err *err);
+/* The commit failed and its tables were certainly not installed. */
+void kv_pending_values_unused(kv_pending *p);
 /* Writes the early-placed values to the value log and patches their
  * pointers into the arena; after it, no arena entry has a placeholder.
  * kv_pending_iter's callers (kv_iter_new_txn, kv_pending_each) call it

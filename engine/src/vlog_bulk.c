@@ -31,7 +31,7 @@ struct kv_vbulk {
     kv_err fail_err;
     uint32_t *fids;          /* every file made, the current one last */
     size_t n_fids, cap_fids;
-    int committed;
+    int committed;           /* kv_vbulk_commit ran: tables may point in */
 };
 
 static void vpath(kv_db *db, char *out, size_t cap, uint32_t fid)
@@ -220,7 +220,7 @@ static kv_status writer_new(kv_db *db, kv_vbulk **out, kv_err *err)
     for (int i = 0; i < KV_VLOG_BULK_BUFS; i++)
         if (posix_memalign((void **)&vb->buf[i], KV_DIRECT_ALIGN, KV_VLOG_BULK_BUF) != 0) {
             vb->buf[i] = NULL;
-            kv_vbulk_free(db, vb, 0);
+            kv_vbulk_free(db, vb);
             return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory writing a large transaction");
         }
     if (db->env->aio_new) {
@@ -340,7 +340,12 @@ kv_status kv_vbulk_commit(kv_db *db, kv_vbulk *vb, kv_err *err)
     return KV_OK;
 }
 
-void kv_vbulk_free(kv_db *db, kv_vbulk *vb, int committed)
+void kv_vbulk_commit_failed(kv_vbulk *vb)
+{
+    if (vb) vb->committed = 0;
+}
+
+void kv_vbulk_free(kv_db *db, kv_vbulk *vb)
 {
     kv_vcache *c = &db->vcache;
     kv_vlog_shared *v = &db->sh->vlog;
@@ -353,7 +358,7 @@ void kv_vbulk_free(kv_db *db, kv_vbulk *vb, int committed)
         publish(vb, db);
         db->env->close(vb->file);
     }
-    if (!(committed && vb->committed) && vb->n_fids) {
+    if (!vb->committed && vb->n_fids) {
         /* nothing will point into them: freed by GC without a read */
         kv_mutex_lock(&v->mu);
         for (size_t i = 0; i < vb->n_fids; i++) {

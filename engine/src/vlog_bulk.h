@@ -61,9 +61,14 @@ void kv_vbulk_before_read(struct kv_db *db, uint32_t fid, uint64_t end);
  * writer holds no buffers; kv_vbulk_free still releases it. */
 kv_status kv_vbulk_commit(struct kv_db *db, kv_vbulk *vb, kv_err *err);
 
-/* Releases the writer (NULL: nothing).  Unless the transaction committed
- * (committed, after kv_vbulk_commit), its files are left for GC to free
- * unread. */
-void kv_vbulk_free(struct kv_db *db, kv_vbulk *vb, int committed);
+/* The commit failed before its tables were installed (a conflict, an
+ * error): nothing points into the files after all. */
+void kv_vbulk_commit_failed(kv_vbulk *vb);
+
+/* Releases the writer (NULL: nothing).  Files of a transaction that did
+ * not reach kv_vbulk_commit (or whose commit failed) are left for GC to
+ * free unread.  After kv_vbulk_commit they stay: a failed commit whose
+ * tables may have been installed must not lose them. */
+void kv_vbulk_free(struct kv_db *db, kv_vbulk *vb);
 
 #endif

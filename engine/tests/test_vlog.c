@@ -1200,8 +1200,9 @@ static int zeroed_vlogs(const char *dir, uint32_t *fids, int max)
  * of them (a 4 MiB chunk each: ValueLogFileSize is 1 MiB here), and its
  * own values read back mid-way (written out first).  The commit seals
  * them with a real header and they survive a reopen.  A transaction that
- * is discarded leaves its files to GC, which frees them; one whose process
- * dies leaves files with a zeroed header, which the next open removes. */
+ * is discarded, or loses a conflict at commit, leaves its files to GC,
+ * which frees them; one whose process dies leaves files with a zeroed
+ * header, which the next open removes. */
 START_TEST(test_txn_own_files)
 {
     char *dir = tu_mkdtemp("vown");
@@ -1255,6 +1256,29 @@ START_TEST(test_txn_own_files)
     kv_txn_free(t);
     for (int i = 0; i < ng; i++) wait_gone(db, dir, gone[i]);
     for (int i = 20000; i < 20000 + n; i += 3) check(db, i, 1, 1000, 1);
+
+    /* a commit that loses a conflict: its files are freed too */
+    TU_OK(kv_txn_begin(db, 1, &t, &err), &err);
+    {
+        kv_buf val = {0};
+        TU_OK(kv_txn_get(t, "key-020000", 10, &val, NULL, &err), &err);
+        kv_buf_free(&val);
+    }
+    txn_fill(t, 40000, n, 4);
+    ng = own_files(db, gone, 64);
+    ck_assert_int_ge(ng, 2);
+    {
+        kv_txn *w; /* writes a key it read, after its read */
+        TU_OK(kv_txn_begin(db, 1, &w, &err), &err);
+        txn_fill(w, 20000, 1, 5);
+        TU_OK(kv_txn_commit(w, NULL, NULL, &err), &err);
+        kv_txn_free(w);
+    }
+    ck_assert_int_eq(kv_txn_commit(t, NULL, NULL, &err), KV_CONFLICT);
+    kv_txn_free(t);
+    for (int i = 0; i < ng; i++) wait_gone(db, dir, gone[i]);
+    check(db, 20000, 5, 1000, 1);
+    check(db, 40000, -1, 0, -1);
     TU_OK(kv_close(db, &err), &err);
 
     /* the process dies mid-transaction */
@@ -1272,7 +1296,8 @@ START_TEST(test_txn_own_files)
     TU_OK(kv_open(&o, &db, &err), &err);
     ng = zeroed_vlogs(dir, gone, 64); /* (their ids may be taken again: nothing used them) */
     ck_assert_msg(ng == 0, "%d files with a zeroed header survived the open", ng);
-    for (int i = 20000; i < 20000 + n; i++) check(db, i, 1, 1000, 1);
+    check(db, 20000, 5, 1000, 1);
+    for (int i = 20001; i < 20000 + n; i++) check(db, i, 1, 1000, 1);
     TU_OK(kv_close(db, &err), &err);
     tu_rmdir(dir);
     free(dir);
