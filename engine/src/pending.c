@@ -18,7 +18,6 @@
 #include "vlog.h"
 #include "vlog_bulk.h"
 #include "vlog_format.h"
-#include "writer.h"
 
 #define FIRST_ARENA (64u << 10)
 #define VLOG_CHUNK (4u << 20) /* spilled value bytes per value-log append */
@@ -81,10 +80,8 @@ static void free_retired(kv_pending *p)
     p->n_retired_runs = 0;
 }
 
-void kv_pending_free(kv_pending *p, int committed)
+void kv_pending_free(kv_pending *p)
 {
-    if (!committed) kv_fid_tally_discard(p->db, &p->vlog_bytes);
-    kv_fid_tally_free(&p->vlog_bytes);
     kv_vbulk_free(p->db, p->vbulk); /* (before the pin goes) */
     if (p->vlog_pin && p->snap_slot >= 0) kv_snap_set_vlog_pin(p->db, p->snap_slot, 0);
     for (size_t i = 0; i < p->n_runs; i++) run_close(p, &p->runs[i]);
@@ -140,23 +137,14 @@ static int separates(const kv_pending *p, const uint8_t *k, size_t kl, const kv_
 kv_status kv_pending_write_values(kv_pending *p, kv_batch *chunk, kv_err *err)
 {
     kv_db *db = p->db;
-    kv_status st;
-    if (!chunk->n_ptrs) return KV_OK;
+    if (!chunk->n_ptrs) return KV_OK; /* (always so in memory: no value log) */
     if (!p->vlog_pin) { /* before the first value lands: no GC rewrite may miss it */
         kv_mutex_lock(&db->sh->vlog.mu);
         p->vlog_pin = db->sh->vlog.head ? db->sh->vlog.head : 1;
         kv_snap_set_vlog_pin(db, p->snap_slot, p->vlog_pin);
         kv_mutex_unlock(&db->sh->vlog.mu);
     }
-    if (!db->opt->in_memory) return kv_vbulk_append(db, &p->vbulk, chunk, err);
-    st = kv_writer_vlog_only(db, chunk, err);
-    for (uint32_t i = 0; st == KV_OK && i < chunk->n_ptrs; i++) {
-        kv_vptr vp;
-        kv_vptr_decode(chunk->buf + chunk->ptrs[3 * i], KV_VPTR_SIZE, &vp);
-        if (kv_fid_tally_add(&p->vlog_bytes, vp.fid, vp.len) != 0)
-            st = kv_seterr(err, KV_NO_MEMORY, 0, "out of memory spilling a transaction");
-    }
-    return st;
+    return kv_vbulk_append(db, &p->vbulk, chunk, err);
 }
 
 kv_status kv_pending_values_commit(kv_pending *p, kv_err *err)

@@ -82,7 +82,6 @@ typedef struct kv_pending {
     /* values spilled to the value log */
     int snap_slot;          /* the owner's snapshot slot, which holds the pin */
     uint32_t vlog_pin;      /* lowest value-log file written to (0 = none) */
-    kv_fid_tally vlog_bytes; /* bytes written per shared file, for discard statistics */
     struct kv_vbulk *vbulk;  /* the transaction's own value-log files (vlog_bulk.h) */
     struct kv_batch *chunk; /* the spills' value-log batch, kept for its buffers */
     /* early-placed values in chunk, not yet written: where each one's
@@ -92,15 +91,14 @@ typedef struct kv_pending {
 } kv_pending;
 
 void kv_pending_init(kv_pending *p, struct kv_db *db, size_t max_mem, int snap_slot);
-/* Frees everything; spilled values count as discardable unless committed. */
-void kv_pending_free(kv_pending *p, int committed);
+/* Frees everything; the value-log files of a transaction that did not
+ * commit are left for GC to free (kv_vbulk_free). */
+void kv_pending_free(kv_pending *p);
 /* Appends the large values of chunk (a batch of this transaction's
  * writes) to the value log, pointers patched into its record, before any
  * table points at them: the first call pins the value log for the owner's
- * slot.  On disk, the values go to the transaction's own files
- * (vlog_bulk.h, written while it goes on); in memory, to the shared log,
- * the bytes remembered per file for kv_pending_free.  Used by spills and
- * by the commit's ingest. */
+ * slot.  The values go to the transaction's own files (vlog_bulk.h,
+ * written while it goes on).  Used by spills and by the commit's ingest. */
 kv_status kv_pending_write_values(kv_pending *p, struct kv_batch *chunk, kv_err *err);
 /* The commit's ingest, after the last kv_pending_write_values and before
  * its tables are installed: the values written are made durable where

@@ -121,12 +121,12 @@ uint64_t kv_txn_read_version(const kv_txn *t)
     return t->read_ts;
 }
 
-/* Ends the transaction; committed says its writes were applied. */
-static void finish(kv_txn *t, int committed)
+/* Ends the transaction (committed, failed or discarded). */
+static void finish(kv_txn *t)
 {
     if (t->state == TXN_DONE) return;
     t->state = TXN_DONE;
-    kv_pending_free(&t->pend, committed); /* (unpins while the slot is still ours) */
+    kv_pending_free(&t->pend); /* (unpins while the slot is still ours) */
     kv_snap_unregister(t->db, t->snap_slot);
     t->snap_slot = -1;
     free(t->reads);
@@ -142,13 +142,13 @@ static void finish(kv_txn *t, int committed)
 
 void kv_txn_discard(kv_txn *t)
 {
-    if (t) finish(t, 0);
+    if (t) finish(t);
 }
 
 void kv_txn_free(kv_txn *t)
 {
     if (!t) return;
-    finish(t, 0);
+    finish(t);
     free(t);
 }
 
@@ -416,18 +416,18 @@ kv_status kv_txn_commit(kv_txn *t, const kv_commit_options *co, uint64_t *versio
     kv_status st = usable(t, err);
     kv_write_options wo;
     if (st != KV_OK) {
-        if (t && st != KV_BAD_TXN) finish(t, 0);
+        if (t && st != KV_BAD_TXN) finish(t);
         return st;
     }
     if (t->failed != KV_OK) {
         st = kv_seterr(err, KV_BAD_TXN, 0, "the transaction failed earlier (%s)",
                        kv_status_str(t->failed));
-        finish(t, 0);
+        finish(t);
         return st;
     }
     if (!t->update || kv_pending_empty(&t->pend)) {
         if (version_out) *version_out = t->read_ts;
-        finish(t, 1);
+        finish(t);
         return KV_OK;
     }
     wo.sync = co ? co->sync : 0;
@@ -451,6 +451,6 @@ kv_status kv_txn_commit(kv_txn *t, const kv_commit_options *co, uint64_t *versio
                               t->extra, t->n_extra, version_out, err);
         if (st == KV_OK && version_out && *version_out == 0) *version_out = t->read_ts;
     }
-    finish(t, st == KV_OK);
+    finish(t);
     return st;
 }

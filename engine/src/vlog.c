@@ -77,14 +77,10 @@ void kv_vcache_destroy(kv_db *db)
     c->list = NULL;
     if (c->head_file) db->env->close(c->head_file);
     c->head_file = NULL;
-    if (c->direct_file) db->env->close(c->direct_file);
-    c->direct_file = NULL;
-    free(c->bounce);
-    c->bounce = NULL;
     pthread_mutex_destroy(&c->mu);
 }
 
-static void vpath(kv_db *db, char *out, size_t cap, uint32_t fid)
+void kv_vlog_path(kv_db *db, char *out, size_t cap, uint32_t fid)
 {
     kv_file_path(out, cap, db->vdir, fid, "vlog");
 }
@@ -154,7 +150,7 @@ static kv_status get_handle(kv_db *db, uint32_t fid, uint64_t need, kv_vhandle *
         *out = h;
         return KV_OK;
     }
-    vpath(db, path, sizeof path, fid);
+    kv_vlog_path(db, path, sizeof path, fid);
     if (!h) {
         h = calloc(1, sizeof *h);
         if (!h) {
@@ -245,7 +241,7 @@ kv_status kv_vlog_read(kv_db *db, const kv_vptr *p, int verify, kv_vlog_entry *e
     if (kv_vlog_entry_decode(kv_vhandle_map(h) + p->offset, p->len,
                              verify || db->opt->verify_value_checksum, e) != 0) {
         char path[KV_PATH_MAX + 32];
-        vpath(db, path, sizeof path, p->fid);
+        kv_vlog_path(db, path, sizeof path, p->fid);
         return kv_seterr(err, KV_CORRUPTION, 0,
                          "value log \"%s\": bad entry at offset %llu (length %u)", path,
                          (unsigned long long)p->offset, p->len);
@@ -297,7 +293,7 @@ static kv_status create_file(kv_db *db, uint32_t fid, kv_file **out, kv_err *err
     char path[KV_PATH_MAX + 32];
     uint8_t hdr[KV_VLOG_HEADER_SIZE];
     kv_status st;
-    vpath(db, path, sizeof path, fid);
+    kv_vlog_path(db, path, sizeof path, fid);
     st = db->env->open(db->env, path, KV_O_RDWR | KV_O_CREATE | KV_O_EXCL, out, err);
     if (st != KV_OK) return st;
     kv_vlog_header_encode(hdr, fid, 0, NULL);
@@ -355,7 +351,7 @@ static kv_status head_handle(kv_db *db, uint32_t fid, kv_file **out, kv_err *err
     if (c->head_fid != fid || !c->head_file) {
         char path[KV_PATH_MAX + 32];
         kv_file *f;
-        vpath(db, path, sizeof path, fid);
+        kv_vlog_path(db, path, sizeof path, fid);
         st = db->env->open(db->env, path, KV_O_RDWR, &f, err);
         if (st == KV_OK) {
             if (c->head_file) db->env->close(c->head_file);
@@ -365,99 +361,6 @@ static kv_status head_handle(kv_db *db, uint32_t fid, kv_file **out, kv_err *err
     }
     *out = c->head_file;
     pthread_mutex_unlock(&c->mu);
-    return st;
-}
-
-/* ---- bulk appends (O_DIRECT) ---- */
-
-/* This process's O_DIRECT handle on file fid, or NULL (direct I/O is then
- * off for good in this process: the file system does not allow it). */
-static kv_file *direct_handle(kv_db *db, uint32_t fid)
-{
-    kv_vcache *c = &db->vcache;
-    kv_file *f = NULL;
-    pthread_mutex_lock(&c->mu);
-    if (!c->direct_off && (c->direct_fid != fid || !c->direct_file)) {
-        char path[KV_PATH_MAX + 32];
-        kv_err err;
-        kv_status st;
-        if (c->direct_file) db->env->close(c->direct_file);
-        c->direct_file = NULL;
-        vpath(db, path, sizeof path, fid);
-        st = db->env->open(db->env, path, KV_O_RDWR | KV_O_DIRECT, &c->direct_file, &err);
-        if (st == KV_OK && !c->bounce &&
-            posix_memalign((void **)&c->bounce, KV_DIRECT_ALIGN, KV_VLOG_BOUNCE) != 0)
-            c->bounce = NULL;
-        if (st != KV_OK || !c->bounce) {
-            if (st == KV_OK) db->env->close(c->direct_file);
-            c->direct_file = NULL;
-            c->direct_off = 1;
-            kv_log(db, KV_LOG_INFO, "value log: bulk appends go through the page cache (%s)",
-                   st != KV_OK ? err.msg : "out of memory");
-        } else
-            c->direct_fid = fid;
-    }
-    if (!c->direct_off) f = c->direct_file;
-    pthread_mutex_unlock(&c->mu);
-    return f;
-}
-
-/* Copies bytes [skip, skip + n) of the iovecs' concatenation to out. */
-static void iov_copy(const struct iovec *iov, int k, uint64_t skip, uint8_t *out, uint64_t n)
-{
-    for (int i = 0; i < k && n; i++) {
-        uint64_t len = iov[i].iov_len, take;
-        if (skip >= len) {
-            skip -= len;
-            continue;
-        }
-        take = len - skip < n ? len - skip : n;
-        memcpy(out, (const uint8_t *)iov[i].iov_base + skip, take);
-        out += take;
-        n -= take;
-        skip = 0;
-    }
-}
-
-/* Writes the iovecs' total bytes at start: the block-aligned middle
- * through the O_DIRECT handle in KV_VLOG_BOUNCE pieces, the ends (and all
- * of it, if direct I/O fails) through f.  The middle starts at or past the
- * file's end, so no page-cache page of it exists that a direct write
- * could leave stale; the ends are never written directly. */
-static kv_status write_bulk(kv_db *db, uint32_t fid, kv_file *f, const struct iovec *iov, int k,
-                            uint64_t start, uint64_t total, kv_err *err)
-{
-    kv_vcache *c = &db->vcache;
-    uint64_t a = (start + KV_DIRECT_ALIGN - 1) & ~(uint64_t)(KV_DIRECT_ALIGN - 1);
-    uint64_t e = (start + total) & ~(uint64_t)(KV_DIRECT_ALIGN - 1), done;
-    uint8_t edge[KV_DIRECT_ALIGN];
-    kv_file *d = e > a ? direct_handle(db, fid) : NULL;
-    kv_status st = KV_OK;
-    if (!d) return db->env->pwritev(f, iov, k, start, err);
-    if (a > start) {
-        iov_copy(iov, k, 0, edge, a - start);
-        st = kv_env_pwrite(db->env, f, edge, a - start, start, err);
-    }
-    for (done = a; st == KV_OK && done < e;) {
-        uint64_t n = e - done < KV_VLOG_BOUNCE ? e - done : KV_VLOG_BOUNCE;
-        iov_copy(iov, k, done - start, c->bounce, n);
-        st = kv_env_pwrite(db->env, d, c->bounce, n, done, err);
-        if (st == KV_OK) atomic_fetch_add_explicit(&db->sh->vlog.direct_bytes, n, memory_order_relaxed);
-        if (st == KV_INVALID || (st == KV_IO && err && err->sys_errno == EINVAL)) {
-            /* refused after all: the rest through the page cache */
-            pthread_mutex_lock(&c->mu);
-            c->direct_off = 1;
-            pthread_mutex_unlock(&c->mu);
-            kv_log(db, KV_LOG_INFO, "value log: direct write refused, bulk appends go through "
-                                    "the page cache");
-            st = kv_env_pwrite(db->env, f, c->bounce, n, done, err);
-        }
-        done += n;
-    }
-    if (st == KV_OK && start + total > e) { /* e > a here: d exists only then */
-        iov_copy(iov, k, e - start, edge, start + total - e);
-        st = kv_env_pwrite(db->env, f, edge, start + total - e, e, err);
-    }
     return st;
 }
 
@@ -482,7 +385,7 @@ kv_status kv_vlog_sync(kv_db *db, kv_err *err)
     for (int i = 0; i < n && st == KV_OK; i++) {
         char path[KV_PATH_MAX + 32];
         kv_file *f;
-        vpath(db, path, sizeof path, todo[i]);
+        kv_vlog_path(db, path, sizeof path, todo[i]);
         st = db->env->open(db->env, path, KV_O_RDWR, &f, err);
         if (st == KV_OK) {
             st = db->env->sync(f, err);
@@ -518,7 +421,6 @@ kv_status kv_vlog_write(kv_db *db, kv_vlog_piece *pieces, int n, int sync, uint3
         kv_file *f;
         kv_vfile *vf;
         kv_vkeys keys;
-        int bulk = 0;
 
         kv_mutex_lock(&v->mu);
         fid = v->head;
@@ -553,17 +455,13 @@ kv_status kv_vlog_write(kv_db *db, kv_vlog_piece *pieces, int n, int sync, uint3
             kv_vkeys_merge(&keys, p->keys && p->keys->state == KV_VKEYS_RANGE ? p->keys : NULL);
             iov[k].iov_base = p->vbuf;
             iov[k].iov_len = p->vlen;
-            bulk |= p->bulk;
             size += p->vlen;
             entries += p->n_entries;
             total += p->vlen;
             k++;
         }
         st = head_handle(db, fid, &f, err);
-        if (st == KV_OK && bulk && total >= KV_VLOG_DIRECT_MIN)
-            st = write_bulk(db, fid, f, iov, k, start, total, err);
-        else if (st == KV_OK)
-            st = db->env->pwritev(f, iov, k, start, err);
+        if (st == KV_OK) st = db->env->pwritev(f, iov, k, start, err);
         if (st != KV_OK) break;
         kv_mutex_lock(&v->mu);
         vf = kv_vlog_file(db, fid);
@@ -688,7 +586,7 @@ kv_status kv_vlog_open(kv_db *db, kv_err *err)
         uint64_t end = 0, entries = 0, fsize = 0, size;
         int last = i + 1 == s.n;
         kv_vfile *vf;
-        vpath(db, path, sizeof path, s.fids[i]);
+        kv_vlog_path(db, path, sizeof path, s.fids[i]);
         if (last || db->opt->read_only) {
             st = scan_file(db, path, s.fids[i], last, &end, &entries, &fsize, err);
             if (st != KV_OK) break;

@@ -40,8 +40,6 @@
 #include "vlog_format.h"
 
 #define KV_VF_ACTIVE 1u  /* the head */
-#define KV_VLOG_DIRECT_MIN (1u << 20) /* smallest append written with O_DIRECT */
-#define KV_VLOG_BOUNCE (4u << 20)     /* bytes per O_DIRECT write */
 #define KV_VF_SEALED 2u
 #define KV_VF_DOOMED 3u  /* rewritten or dropped, waiting to be unreachable */
 #define KV_VF_DAMAGED 4u /* sealed; GC found damage in it and leaves it alone */
@@ -104,10 +102,6 @@ typedef struct kv_vcache {
     _Atomic uint64_t seen_epoch;
     kv_file *head_file;     /* this process's write handle on the head */
     uint32_t head_fid;
-    kv_file *direct_file;   /* ... and its O_DIRECT handle (bulk appends) */
-    uint32_t direct_fid;
-    int direct_off;         /* the file system refused direct I/O */
-    uint8_t *bounce;        /* aligned copy of a bulk append, KV_VLOG_BOUNCE bytes */
     struct kv_vbulk *bulk;  /* this process's large transactions' writers (vlog_bulk.h) */
     _Atomic int n_bulk;
 } kv_vcache;
@@ -139,19 +133,15 @@ typedef struct kv_vlog_piece {
     uint8_t *rec;           /* the batch's WAL record, pointers get patched */
     const uint32_t *ptrs;   /* triples: record offset of pointer, vbuf offset, frame length */
     uint32_t n_ptrs;
-    int bulk;               /* a spilling transaction's values (see kv_vlog_write) */
     const kv_vkeys *keys;   /* of the entries in vbuf (NULL: unknown) */
 } kv_vlog_piece;
 
 /* Appends every piece to the head (rotating between pieces as needed),
  * patches the pointers in the records, and with sync makes every vlog
- * byte written so far durable.  An append of at least KV_VLOG_DIRECT_MIN
- * bytes that carries a bulk piece bypasses the page cache for its
- * block-aligned middle (O_DIRECT; the unaligned ends go through the page
- * cache): a bulk load's values are not read back soon, and filling new
- * page-cache pages is what such a load spends most of its time on.
- * Ordinary commits stay buffered, so values just written are read from
- * memory.  *hw_fid and *hw_end get the furthest position written.
+ * byte written so far durable.  Commits stay buffered, so values just
+ * written are read from memory (a bulk load's values bypass the page
+ * cache in files of their own: vlog_bulk.h).  *hw_fid and *hw_end get
+ * the furthest position written.
  * REQUIRES: caller is the leader. */
 kv_status kv_vlog_write(struct kv_db *db, kv_vlog_piece *pieces, int n, int sync,
                         uint32_t *hw_fid, uint64_t *hw_end, kv_err *err);
@@ -234,6 +224,8 @@ void kv_vlog_gc_stop(struct kv_db *db);
 
 /* Internal: the file-table entry of fid (vlog mu held), or NULL. */
 kv_vfile *kv_vlog_file(struct kv_db *db, uint32_t fid);
+/* The path of value-log file fid. */
+void kv_vlog_path(struct kv_db *db, char *out, size_t cap, uint32_t fid);
 /* Adds a zeroed entry for fid (NULL and err set if the heap is full). */
 kv_vfile *kv_vlog_table_add(struct kv_db *db, uint32_t fid, kv_err *err);
 

@@ -34,11 +34,6 @@ struct kv_vbulk {
     int committed;           /* kv_vbulk_commit ran: tables may point in */
 };
 
-static void vpath(kv_db *db, char *out, size_t cap, uint32_t fid)
-{
-    kv_file_path(out, cap, db->vdir, fid, "vlog");
-}
-
 /* ---- the write queue ---- */
 
 /* Records the first failure of a queued write. */
@@ -173,7 +168,7 @@ static kv_status open_file(kv_vbulk *vb, kv_db *db, kv_err *err)
         vb->fids = p;
         vb->cap_fids = cap;
     }
-    vpath(db, path, sizeof path, fid);
+    kv_vlog_path(db, path, sizeof path, fid);
     vb->direct = 1;
     st = db->env->open(db->env, path, KV_O_RDWR | KV_O_CREATE | KV_O_EXCL | KV_O_DIRECT,
                        &vb->file, err);
@@ -320,7 +315,7 @@ kv_status kv_vbulk_commit(kv_db *db, kv_vbulk *vb, kv_err *err)
         char path[KV_PATH_MAX + 32];
         uint8_t hdr[KV_VLOG_HEADER_SIZE];
         kv_file *f;
-        vpath(db, path, sizeof path, vb->fids[i]);
+        kv_vlog_path(db, path, sizeof path, vb->fids[i]);
         st = db->env->open(db->env, path, KV_O_RDWR, &f, err);
         if (st != KV_OK) break;
         kv_vlog_header_encode(hdr, vb->fids[i], 0, NULL);

@@ -262,7 +262,7 @@ int kv_vlog_reap(kv_db *db)
     for (int i = 0; i < n; i++) {
         char path[KV_PATH_MAX + 32];
         kv_err err;
-        kv_file_path(path, sizeof path, db->vdir, dead[i], "vlog");
+        kv_vlog_path(db, path, sizeof path, dead[i]);
         if (db->env->remove(db->env, path, &err) != KV_OK)
             kv_log(db, KV_LOG_WARNING, "could not remove collected value log: %s", err.msg);
         else

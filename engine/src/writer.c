@@ -362,7 +362,7 @@ static kv_status group_records(grec *g, int n, int any_sync, uint8_t *inl, struc
     for (int i = 0; i < n; i++) {
         uint8_t *rec = g[i].rec;
         size_t len = g[i].len;
-        if (!len || (g[i].flags & KV_WQ_VLOG_ONLY)) continue;
+        if (!len) continue;
         if (inl && g[i].n_ptrs) {
             len = kv_record_inline(g[i].rec, g[i].len, g[i].vbuf, g[i].ptrs, g[i].n_ptrs,
                                    inl + used);
@@ -391,7 +391,7 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
     struct iovec iov_small[16], *iov = iov_small;
     kv_vlog_piece pieces_small[16], *pieces = pieces_small;
     uint8_t *inl = NULL;
-    int i, niov = 0, npieces = 0, rotate_after = 0, rotate_vlog = 0, vlog_only = 0;
+    int i, niov = 0, npieces = 0, rotate_after = 0, rotate_vlog = 0;
 
     if (n == 1 && g[0].n_conds) { /* a conditional batch: a group of its own */
         if (!conditions_hold(db, &g[0], err, &st)) {
@@ -400,13 +400,8 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
         }
     }
     for (i = 0; i < n; i++) {
-        if (g[i].flags & KV_WQ_VLOG_ONLY) {
-            g[i].cost = 0;
-            vlog_only |= g[i].vlen != 0;
-        } else {
-            vrec += g[i].vlen;
-            inl_size += kv_record_inline_bound(g[i].len, g[i].vlen, g[i].n_ptrs);
-        }
+        vrec += g[i].vlen;
+        inl_size += kv_record_inline_bound(g[i].len, g[i].vlen, g[i].n_ptrs);
         cost += g[i].cost;
         if (g[i].flags & KV_WQ_ROTATE_MEM) rotate_after = 1;
         if (g[i].flags & KV_WQ_ROTATE_VLOG) rotate_vlog = 1;
@@ -426,7 +421,7 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
     mt = kv_mt_at(db, sh->mem);
     /* one fsync instead of two: a synced group whose few value-log bytes
      * are the only unsynced ones any WAL record may need (writer.h, 4) */
-    if (any_sync && !db->opt->in_memory && vrec && vrec <= SYNC_INLINE_MAX && !vlog_only &&
+    if (any_sync && !db->opt->in_memory && vrec && vrec <= SYNC_INLINE_MAX &&
         !q->vlog_unsynced_ptrs)
         inl = malloc(inl_size); /* NULL: the usual way */
     if (n > 16) {
@@ -448,7 +443,6 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
             pieces[npieces].rec = g[i].rec;
             pieces[npieces].ptrs = g[i].ptrs;
             pieces[npieces].n_ptrs = g[i].n_ptrs;
-            pieces[npieces].bulk = (g[i].flags & KV_WQ_VLOG_ONLY) != 0;
             pieces[npieces].keys = g[i].vkeys;
             npieces++;
         }
@@ -497,7 +491,7 @@ static kv_status write_group(kv_db *db, grec *g, int n, int any_sync, kv_err *er
     if (iov != iov_small) free(iov);
     if (pieces != pieces_small) free(pieces);
     for (i = 0; i < n && st == KV_OK; i++) {
-        if (!g[i].len || (g[i].flags & KV_WQ_VLOG_ONLY)) continue;
+        if (!g[i].len) continue;
         st = kv_mt_apply(db, mt, g[i].rec + KV_WAL_REC_HDR, g[i].len - KV_WAL_REC_HDR,
                          g[i].version, err);
         if (st != KV_OK) kv_set_bg_error(db, err);
@@ -730,9 +724,6 @@ static kv_status enqueue_and_wait(kv_db *db, kv_batch *b, int sync, int flags, v
         kv_wake_wait(&it->wake, seen);
         kv_mutex_lock(&q->mu);
     }
-    /* vlog-only: the patched pointers are in the staged record */
-    if (st == KV_OK && staged && b && (flags & KV_WQ_VLOG_ONLY))
-        memcpy(b->buf, (uint8_t *)it + sizeof *it, b->len);
     kv_heap_free_db(db, off);
     if (st == KV_OK && version_out) *version_out = version;
     return st;
@@ -780,13 +771,6 @@ kv_status kv_write(kv_db *db, const kv_write_options *wo, kv_batch *b, uint64_t 
     st = enqueue_and_wait(db, b, sync, 0, NULL, version_out, err);
     kv_batch_free(conv);
     return st;
-}
-
-kv_status kv_writer_vlog_only(kv_db *db, kv_batch *b, kv_err *err)
-{
-    kv_status st = kv_check_bg_error(db, err);
-    if (st != KV_OK || !b->n_ptrs) return st;
-    return enqueue_and_wait(db, b, 0, KV_WQ_VLOG_ONLY, NULL, NULL, err);
 }
 
 kv_status kv_writer_special(kv_db *db, int flag, void *arg, kv_batch *txn,

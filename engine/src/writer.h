@@ -42,7 +42,6 @@
 
 #define KV_WQ_ROTATE_MEM 0x1u  /* kv_flush: rotate the memtable after this */
 #define KV_WQ_ROTATE_VLOG 0x2u /* value-log GC: seal the vlog head */
-#define KV_WQ_VLOG_ONLY 0x4u   /* write the batch's vlog entries only (ingest) */
 #define KV_WQ_INGEST 0x8u      /* a transaction committed by ingesting tables */
 #define KV_WQ_DROP 0x10u       /* a dropped range (drops.h) */
 
@@ -101,11 +100,7 @@ kv_status kv_writer_rotate_mem(struct kv_db *db, kv_err *err);
 /* Seals the value-log head, through the queue (any process). */
 kv_status kv_writer_rotate_vlog(struct kv_db *db, kv_err *err);
 
-/* Appends only the value-log entries of b (no WAL record, nothing in a
- * memtable) and patches their pointers into b's record, through the
- * queue (any process).  A large transaction's values (ingest.c). */
 struct kv_batch;
-kv_status kv_writer_vlog_only(struct kv_db *db, struct kv_batch *b, kv_err *err);
 
 /* Commits an ingest (KV_WQ_INGEST, kv_ingest_apply) or a drop
  * (KV_WQ_DROP, kv_drop_apply): queued like a write, conflict-checked and

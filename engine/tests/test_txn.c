@@ -1003,7 +1003,7 @@ START_TEST(test_spilled_values)
     tu_small_options(&o, dir);
     o.value_threshold = 1024;
     o.max_txn_memory = 256 << 10;
-    o.value_log_file_size = 64 << 20; /* one file: the spilled values share it with garbage */
+    o.value_log_file_size = 64 << 20; /* a spilling transaction's values: one file of its own */
     o.auto_vlog_gc = 0;               /* the GC runs below are the only ones */
     db = open_db(&o);
 
@@ -1034,7 +1034,8 @@ START_TEST(test_spilled_values)
     TU_OK(kv_flush(db, &err), &err);
     TU_OK(kv_compact_all(db, &err), &err);
     ck_assert_msg(vlog_discard(db) > 0, "no discard statistics to drive GC");
-    /* GC while the values are pinned: the shared file is not rewritten */
+    /* GC while t runs: its pin keeps the files made after its first spill
+     * (the junk's, all garbage now) from being rewritten */
     st = kv_run_value_log_gc(db, 0.2, &err);
     ck_assert_msg(st == KV_NO_REWRITE, "GC rewrote a pinned file: %s", kv_status_str(st));
     before = vlog_bytes(db);
