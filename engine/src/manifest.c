@@ -500,6 +500,19 @@ kv_status kv_manifest_rewrite(kv_db *db, const kv_version *v, kv_err *err)
     return st;
 }
 
+/* Drops a version built from e but not installed.  The tables e adds stay
+ * as they came (a new table unreferenced, the caller's to discard): the
+ * version's unref must not free them under the caller, which still reads
+ * them (flush.c, compaction.c). */
+static void drop_built(kv_db *db, const kv_vedit *e, uint64_t nv)
+{
+    for (size_t i = 0; i < e->n_add; i++)
+        atomic_fetch_add(&kv_tm_at(db, e->add[i].meta)->refs, 1);
+    kv_version_unref(db, kv_ver_at(db, nv));
+    for (size_t i = 0; i < e->n_add; i++)
+        atomic_fetch_sub(&kv_tm_at(db, e->add[i].meta)->refs, 1);
+}
+
 kv_status kv_apply_edit(kv_db *db, const kv_vedit *e, kv_err *err)
 {
     kv_shared *sh = db->sh;
@@ -538,7 +551,7 @@ kv_status kv_apply_edit(kv_db *db, const kv_vedit *e, kv_err *err)
              * kept for the next open to judge. */
             kv_err_prefix(err, "could not write the manifest");
             kv_set_bg_error(db, err);
-            kv_version_unref(db, kv_ver_at(db, nv));
+            drop_built(db, e, nv);
             return st;
         }
         db->manifest_creations += e->n_add;
@@ -547,7 +560,7 @@ kv_status kv_apply_edit(kv_db *db, const kv_vedit *e, kv_err *err)
     sh->vset.max_version = maxv;
     st = kv_version_install(db, nv, e, err);
     if (st != KV_OK) {
-        kv_version_unref(db, kv_ver_at(db, nv));
+        drop_built(db, e, nv);
         return st;
     }
     if (db->manifest &&
