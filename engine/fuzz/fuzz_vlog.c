@@ -16,10 +16,15 @@
  *               arbitrary bytes)
  *   m & 4       round trip: an entry encoded from input-derived fields must
  *               decode to the same fields
+ *   m & 8       r as a DISCARD image (kv_discard_check / kv_discard_entry),
+ *               as it is and with its checksum made right
  *
  * Promises checked: a decoded entry's key and value lie inside the frame
  * and fill the payload after its header; verify only rejects more; a valid
- * frame decodes the same with and without verify.
+ * frame decodes the same with and without verify.  A DISCARD image that
+ * passes the check has key cuts of at most KV_VKEY_CUT bytes, least not
+ * after greatest, and encodes back to itself (version 2) or to a version 2
+ * image with the same entries (version 1).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +32,7 @@
 #include <string.h>
 
 #include "frame.h"
+#include "hash.h"
 #include "vlog_format.h"
 
 #define FZ_CHECK(cond)                                                                         \
@@ -136,6 +142,46 @@ static void round_trip(const uint8_t *r, size_t rn)
     free(buf);
 }
 
+static void discard_checked(const uint8_t *img, size_t n)
+{
+    uint32_t count, version, c2, v2;
+    uint8_t *back;
+    if (kv_discard_check(img, n, &count, &version) != 0) return;
+    FZ_CHECK(version == 1 || version == 2);
+    back = malloc(kv_discard_size(count));
+    FZ_CHECK(back != NULL);
+    kv_discard_encode_header(back, count);
+    for (uint32_t i = 0; i < count; i++) {
+        kv_discard_ent e;
+        kv_discard_entry(img, version, i, &e);
+        FZ_CHECK(e.keys.state == KV_VKEYS_UNKNOWN || e.keys.state == KV_VKEYS_RANGE);
+        FZ_CHECK(e.keys.min_len <= KV_VKEY_CUT && e.keys.max_len <= KV_VKEY_CUT);
+        if (e.keys.state == KV_VKEYS_RANGE) {
+            size_t m = e.keys.min_len < e.keys.max_len ? e.keys.min_len : e.keys.max_len;
+            int c = memcmp(e.keys.min, e.keys.max, m);
+            FZ_CHECK(c < 0 || (c == 0 && e.keys.min_len <= e.keys.max_len));
+        }
+        kv_discard_encode_entry(back, i, &e);
+    }
+    kv_discard_seal(back, count);
+    FZ_CHECK(kv_discard_check(back, kv_discard_size(count), &c2, &v2) == 0 && c2 == count);
+    if (version == 2) FZ_CHECK(n == kv_discard_size(count) && memcmp(back, img, n) == 0);
+    free(back);
+}
+
+static void discard_image(const uint8_t *r, size_t rn)
+{
+    uint8_t *fixed;
+    discard_checked(r, rn);
+    if (rn < 24) return;
+    fixed = malloc(rn);
+    FZ_CHECK(fixed != NULL);
+    memcpy(fixed, r, rn);
+    kv_put_u64(fixed + rn - 8, kv_checksum64(fixed, rn - 8));
+    discard_checked(fixed, rn);
+    free(fixed);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const uint8_t *r;
@@ -159,6 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (data[0] & 1) scan_file(copy, rn);
     if (data[0] & 2) framed(r, rn);
     if (data[0] & 4) round_trip(r, rn);
+    if (data[0] & 8) discard_image(copy, rn);
     free(copy);
     return 0;
 }

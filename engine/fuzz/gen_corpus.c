@@ -96,7 +96,7 @@ static void emit_mode(const char *out, const char *target, const char *name, uin
 /* ---- a database ---- */
 
 typedef struct db_files {
-    blob wal, manifest, vlog, tables[4];
+    blob wal, manifest, vlog, discard, tables[4];
     unsigned wal_id, vlog_id, table_ids[4];
     int ntables;
 } db_files;
@@ -188,6 +188,8 @@ static void make_db(kv_compression comp, db_files *f)
     if (kv_close(db, &err) != KV_OK) die("close", &err);
     snprintf(path, sizeof path, "%s/MANIFEST", dir);
     f->manifest = slurp(path);
+    snprintf(path, sizeof path, "%s/DISCARD", dir);
+    f->discard = slurp(path);
     if (!largest(dir, ".vlog", path, sizeof path)) die("no value log", NULL);
     f->vlog = slurp(path);
     f->vlog_id = file_id(path);
@@ -326,6 +328,7 @@ int main(int argc, char **argv)
         if (len <= f[1].vlog.n - KV_VLOG_HEADER_SIZE)
             emit_mode(out, "fuzz_vlog", "entry", 0x04, f[1].vlog.p + KV_VLOG_HEADER_SIZE, len);
     }
+    emit_mode(out, "fuzz_vlog", "discard", 0x08, f[1].discard.p, f[1].discard.n);
 
     /* fuzz_open: whole databases, files as kind | id - 1 | u16 length | bytes */
     for (int c = 0; c < 3; c++) {
@@ -403,6 +406,7 @@ int main(int argc, char **argv)
         free(f[c].wal.p);
         free(f[c].manifest.p);
         free(f[c].vlog.p);
+        free(f[c].discard.p);
         for (int t = 0; t < f[c].ntables; t++) free(f[c].tables[t].p);
     }
     return 0;

@@ -316,7 +316,10 @@ kv_status kv_vlog_start_head(kv_db *db, kv_err *err)
     if (st != KV_OK) return st;
     kv_mutex_lock(&v->mu);
     old = v->head ? kv_vlog_file(db, v->head) : NULL;
-    if (old && old->state == KV_VF_ACTIVE) old->state = KV_VF_SEALED;
+    if (old && old->state == KV_VF_ACTIVE) {
+        old->state = KV_VF_SEALED;
+        v->discard_version++; /* DISCARD records a sealed file's key range */
+    }
     vf = kv_vlog_table_add(db, fid, err);
     if (vf) {
         vf->state = KV_VF_ACTIVE;
@@ -512,8 +515,9 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Finds where the valid prefix of a file's frames ends (*valid_end) and how
- * many entries it holds, through a read-only mapping.  Frames are walked
+/* Finds where the valid prefix of a file's frames ends (*valid_end), how
+ * many entries it holds and the range of their keys, through a read-only
+ * mapping.  Frames are walked
  * by their length checks; payload checksums are verified only over the
  * last VERIFY_TAIL bytes, where a write cut short by a crash can be - an
  * older damaged entry is found when it is read (or by kvctl check) and
@@ -523,7 +527,7 @@ static int cmp_u32(const void *a, const void *b)
 
 static kv_status scan_file(kv_db *db, const char *path, uint32_t fid, int last,
                            uint64_t *valid_end, uint64_t *entries, uint64_t *file_size,
-                           kv_err *err)
+                           kv_vkeys *keys, kv_err *err)
 {
     kv_file *f;
     const uint8_t *m = NULL;
@@ -539,6 +543,7 @@ static kv_status scan_file(kv_db *db, const char *path, uint32_t fid, int last,
     *file_size = n;
     *entries = 0;
     *valid_end = 0;
+    keys->state = KV_VKEYS_NONE;
     if (n < KV_VLOG_HEADER_SIZE || kv_vlog_header_check(m, (size_t)n, fid) != 0)
         goto done; /* header never completed: an empty file */
     db->env->advise(m, n, 1);
@@ -561,6 +566,13 @@ static kv_status scan_file(kv_db *db, const char *path, uint32_t fid, int last,
             st = kv_seterr(err, KV_CORRUPTION, 0, "value log \"%s\": damaged entry at offset %llu",
                            path, (unsigned long long)off);
             goto done;
+        }
+        {
+            kv_vlog_entry e;
+            if (kv_vlog_entry_decode(m + off, KV_FRAME_HDR + len, 0, &e) == 0)
+                kv_vkeys_add(keys, e.key, e.klen);
+            else
+                keys->state = KV_VKEYS_UNKNOWN; /* (GC finds it when it reads the file) */
         }
         off += KV_FRAME_HDR + len;
         (*entries)++;
@@ -585,10 +597,11 @@ kv_status kv_vlog_open(kv_db *db, kv_err *err)
         char path[KV_PATH_MAX + 32];
         uint64_t end = 0, entries = 0, fsize = 0, size;
         int last = i + 1 == s.n;
+        kv_vkeys keys = {.state = KV_VKEYS_UNKNOWN}; /* (others': from DISCARD) */
         kv_vfile *vf;
         kv_vlog_path(db, path, sizeof path, s.fids[i]);
         if (last || db->opt->read_only) {
-            st = scan_file(db, path, s.fids[i], last, &end, &entries, &fsize, err);
+            st = scan_file(db, path, s.fids[i], last, &end, &entries, &fsize, &keys, err);
             if (st != KV_OK) break;
         } else {
             kv_file *f;
@@ -628,6 +641,7 @@ kv_status kv_vlog_open(kv_db *db, kv_err *err)
             vf->state = KV_VF_SEALED;
             vf->size = vf->synced = size;
             vf->entries = entries;
+            vf->keys = keys;
         }
         kv_mutex_unlock(&db->sh->vlog.mu);
         if (!vf) st = err ? err->code : KV_NO_SPACE;

@@ -57,7 +57,7 @@ typedef struct kv_vfile {
     uint64_t doom_version;  /* doomed: the snapshot horizon must reach this */
     uint64_t doom_wal;      /* doomed: WALs up to this id (older records may
                              * point into the file) must be gone; 0 none */
-    kv_vkeys keys;          /* of every entry written (files of this run) */
+    kv_vkeys keys;          /* of every entry (kept in DISCARD once sealed) */
     uint32_t dropped;       /* every entry lies under a drop (kv_vlog_mark_dropped):
                              * GC frees the file without reading it */
 } kv_vfile;
@@ -69,7 +69,7 @@ typedef struct kv_vlog_shared {
     uint32_t head;          /* fid of the head file, 0 before the first */
     uint32_t gc_running;
     _Atomic uint64_t deletion_epoch;
-    uint64_t discard_version; /* bumped on every discard change (DISCARD persistence) */
+    uint64_t discard_version; /* bumped on every change DISCARD records (counts, seals) */
     _Atomic uint64_t gc_runs, gc_rewritten_entries, gc_rewritten_bytes, gc_files_deleted;
     _Atomic uint64_t value_reads, bytes_appended, direct_bytes;
 } kv_vlog_shared;

@@ -330,6 +330,7 @@ kv_status kv_vbulk_commit(kv_db *db, kv_vbulk *vb, kv_err *err)
         kv_vfile *f = kv_vlog_file(db, vb->fids[i]);
         if (f) f->state = KV_VF_SEALED;
     }
+    v->discard_version++; /* DISCARD records a sealed file's key range */
     kv_mutex_unlock(&v->mu);
     vb->committed = 1;
     return KV_OK;

@@ -1,6 +1,6 @@
 /*
- * vlog_format.c - value-log entries, headers and pointers (see
- * vlog_format.h).
+ * vlog_format.c - value-log entries, headers and pointers, and the DISCARD
+ * statistics file (see vlog_format.h).
  */
 #include "vlog_format.h"
 
@@ -137,4 +137,107 @@ int kv_vkeys_under(const kv_vkeys *k, const uint8_t *prefix, size_t n)
     return k->state == KV_VKEYS_RANGE && n <= KV_VKEY_CUT && k->min_len >= n &&
            k->max_len >= n &&
            (n == 0 || (memcmp(k->min, prefix, n) == 0 && memcmp(k->max, prefix, n) == 0));
+}
+
+/* ---- DISCARD ---- */
+
+#define DISCARD_HDR 16u
+#define DISCARD_ENT_V1 16u
+#define DISCARD_ENT_V2 48u
+#define DISCARD_RANGE 1u /* an entry's key-range flag: recorded */
+
+static size_t ent_size(uint32_t version)
+{
+    return version == 1 ? DISCARD_ENT_V1 : DISCARD_ENT_V2;
+}
+
+size_t kv_discard_size(uint32_t n)
+{
+    return DISCARD_HDR + (size_t)n * DISCARD_ENT_V2 + 8;
+}
+
+void kv_discard_encode_header(uint8_t *buf, uint32_t n)
+{
+    kv_put_u32(buf, KV_DISCARD_MAGIC);
+    kv_put_u32(buf + 4, KV_DISCARD_VERSION);
+    kv_put_u32(buf + 8, n);
+    kv_put_u32(buf + 12, 0);
+}
+
+void kv_discard_encode_entry(uint8_t *buf, uint32_t i, const kv_discard_ent *e)
+{
+    uint8_t *p = buf + DISCARD_HDR + (size_t)i * DISCARD_ENT_V2;
+    memset(p, 0, DISCARD_ENT_V2);
+    kv_put_u32(p, e->fid);
+    kv_put_u64(p + 8, e->discard);
+    if (e->keys.state == KV_VKEYS_RANGE) {
+        p[4] = DISCARD_RANGE;
+        p[5] = e->keys.min_len;
+        p[6] = e->keys.max_len;
+        memcpy(p + 16, e->keys.min, e->keys.min_len);
+        memcpy(p + 32, e->keys.max, e->keys.max_len);
+    }
+}
+
+void kv_discard_seal(uint8_t *buf, uint32_t n)
+{
+    size_t off = kv_discard_size(n) - 8;
+    kv_put_u64(buf + off, kv_checksum64(buf, off));
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return 0;
+    return 1;
+}
+
+/* A version 2 entry's range bytes are canonical: lengths within the cut,
+ * bytes past them zero, least not after greatest; no range, all zero. */
+static int ent_v2_ok(const uint8_t *p)
+{
+    if (p[7] != 0) return 0;
+    if (p[4] == 0) return all_zero(p + 4, 4) && all_zero(p + 16, 32);
+    if (p[4] != DISCARD_RANGE || p[5] > KV_VKEY_CUT || p[6] > KV_VKEY_CUT) return 0;
+    if (!all_zero(p + 16 + p[5], KV_VKEY_CUT - p[5]) || !all_zero(p + 32 + p[6], KV_VKEY_CUT - p[6]))
+        return 0;
+    return cut_cmp(p + 16, p[5], p + 32, p[6]) <= 0;
+}
+
+int kv_discard_check(const uint8_t *buf, size_t n, uint32_t *count, uint32_t *version)
+{
+    uint32_t c, v;
+    size_t es;
+    if (n < DISCARD_HDR + 8 || kv_get_u32(buf) != KV_DISCARD_MAGIC || kv_get_u32(buf + 12) != 0)
+        return -1;
+    v = kv_get_u32(buf + 4);
+    if (v != 1 && v != 2) return -1;
+    c = kv_get_u32(buf + 8);
+    es = ent_size(v);
+    if ((n - DISCARD_HDR - 8) % es != 0 || (n - DISCARD_HDR - 8) / es != c) return -1;
+    if (kv_get_u64(buf + n - 8) != kv_checksum64(buf, n - 8)) return -1;
+    for (uint32_t i = 0; i < c; i++) {
+        const uint8_t *p = buf + DISCARD_HDR + (size_t)i * es;
+        if (kv_get_u32(p + 4) != 0 && v == 1) return -1;
+        if (v == 2 && !ent_v2_ok(p)) return -1;
+    }
+    *count = c;
+    *version = v;
+    return 0;
+}
+
+void kv_discard_entry(const uint8_t *buf, uint32_t version, uint32_t i, kv_discard_ent *e)
+{
+    const uint8_t *p = buf + DISCARD_HDR + (size_t)i * ent_size(version);
+    memset(e, 0, sizeof *e);
+    e->fid = kv_get_u32(p);
+    e->discard = kv_get_u64(p + 8);
+    e->keys.state = KV_VKEYS_UNKNOWN;
+    if (version == 2 && p[4] == DISCARD_RANGE) {
+        e->keys.state = KV_VKEYS_RANGE;
+        e->keys.min_len = p[5];
+        e->keys.max_len = p[6];
+        memcpy(e->keys.min, p + 16, p[5]);
+        memcpy(e->keys.max, p + 32, p[6]);
+    }
 }

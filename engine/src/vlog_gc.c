@@ -17,8 +17,8 @@
  * once unreachable.
  *
  * Dropped files: a drop marks the files whose keys all lie under its
- * prefix (each file's key range is kept as it is written, vlog.c); GC
- * dooms those without reading them.
+ * prefix (each file's key range is kept as it is written, vlog.c, and in
+ * DISCARD once the file is sealed); GC dooms those without reading them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +38,6 @@
 #include "writer.h"
 
 #define DISCARD_NAME "DISCARD"
-#define DISCARD_MAGIC 0x5344564Bu /* "KVDS" */
 #define GC_BATCH_BYTES (4u << 20)
 #define GC_BATCH_ENTRIES 500
 #define GC_MAX_FILES 8
@@ -167,9 +166,10 @@ kv_status kv_vlog_persist_discard(kv_db *db, kv_err *err)
 {
     kv_vlog_shared *v = &db->sh->vlog;
     uint8_t *buf;
-    size_t n, off = 16;
+    size_t n;
     uint64_t version;
     kv_status st;
+    uint32_t count;
     if (db->opt->in_memory || db->opt->read_only) return KV_OK;
     kv_mutex_lock(&v->mu);
     version = v->discard_version;
@@ -177,26 +177,29 @@ kv_status kv_vlog_persist_discard(kv_db *db, kv_err *err)
         kv_mutex_unlock(&v->mu);
         return KV_OK;
     }
-    n = 16 + (size_t)v->n * 16 + 8;
+    count = v->n;
+    n = kv_discard_size(count);
     buf = malloc(n);
     if (!buf) {
         kv_mutex_unlock(&v->mu);
         return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory writing DISCARD");
     }
-    kv_put_u32(buf, DISCARD_MAGIC);
-    kv_put_u32(buf + 4, 1);
-    kv_put_u32(buf + 8, v->n);
-    kv_put_u32(buf + 12, 0);
+    kv_discard_encode_header(buf, count);
     {
         kv_vfile *f = kv_at(db, v->files);
-        for (uint32_t i = 0; i < v->n; i++, off += 16) {
-            kv_put_u32(buf + off, f[i].fid);
-            kv_put_u32(buf + off + 4, 0);
-            kv_put_u64(buf + off + 8, f[i].discard);
+        for (uint32_t i = 0; i < count; i++) {
+            kv_discard_ent e;
+            e.fid = f[i].fid;
+            e.discard = f[i].discard;
+            e.keys = f[i].keys;
+            /* a range is final only once nothing appends to the file */
+            if (f[i].state != KV_VF_SEALED && f[i].state != KV_VF_DAMAGED)
+                e.keys.state = KV_VKEYS_UNKNOWN;
+            kv_discard_encode_entry(buf, i, &e);
         }
     }
     kv_mutex_unlock(&v->mu);
-    kv_put_u64(buf + off, kv_checksum64(buf, off));
+    kv_discard_seal(buf, count);
     st = kv_env_write_file_atomic(db->env, db->vdir, DISCARD_NAME, buf, n, err);
     free(buf);
     if (st == KV_OK) db->discard_persisted = version;
@@ -208,29 +211,40 @@ kv_status kv_vlog_load_discard(kv_db *db, kv_err *err)
     char path[KV_PATH_MAX + 32];
     uint8_t *buf = NULL;
     size_t n = 0;
-    uint32_t count;
+    uint32_t count = 0, version = 0, max_fid = 0;
     kv_status st;
     if (db->opt->in_memory) return KV_OK;
     snprintf(path, sizeof path, "%s/%s", db->vdir, DISCARD_NAME);
-    if (!db->env->exists(db->env, path)) return KV_OK;
-    st = kv_env_read_file(db->env, path, &buf, &n, err);
-    if (st != KV_OK) return st;
-    if (n < 24 || kv_get_u32(buf) != DISCARD_MAGIC || kv_get_u32(buf + 4) != 1 ||
-        (count = kv_get_u32(buf + 8), n != 24 + (size_t)count * 16) ||
-        kv_get_u64(buf + n - 8) != kv_checksum64(buf, n - 8)) {
-        kv_log(db, KV_LOG_WARNING,
-               "\"%s\" is damaged; value-log discard statistics start from zero", path);
-        free(buf);
-        return KV_OK;
+    if (db->env->exists(db->env, path)) {
+        st = kv_env_read_file(db->env, path, &buf, &n, err);
+        if (st != KV_OK) return st;
+        if (kv_discard_check(buf, n, &count, &version) != 0) {
+            kv_log(db, KV_LOG_WARNING,
+                   "\"%s\" is damaged; value-log discard statistics start from zero", path);
+            count = 0;
+        }
     }
     kv_mutex_lock(&db->sh->vlog.mu);
     for (uint32_t i = 0; i < count; i++) {
-        kv_vfile *f = kv_vlog_file(db, kv_get_u32(buf + 16 + i * 16));
-        uint64_t d = kv_get_u64(buf + 16 + i * 16 + 8);
-        if (f) f->discard = d < f->size - KV_VLOG_HEADER_SIZE ? d : f->size - KV_VLOG_HEADER_SIZE;
+        kv_discard_ent e;
+        kv_vfile *f;
+        kv_discard_entry(buf, version, i, &e);
+        if (e.fid > max_fid) max_fid = e.fid;
+        f = kv_vlog_file(db, e.fid);
+        if (!f) continue;
+        f->discard = e.discard < f->size - KV_VLOG_HEADER_SIZE ? e.discard
+                                                               : f->size - KV_VLOG_HEADER_SIZE;
+        /* (the last file's range came from its scan) */
+        if (f->keys.state == KV_VKEYS_UNKNOWN) f->keys = e.keys;
     }
-    db->discard_persisted = db->sh->vlog.discard_version;
+    /* written again soon after every open, so that it holds the range of
+     * the last file, which only its scan found */
+    db->discard_persisted = db->sh->vlog.discard_version - 1;
     kv_mutex_unlock(&db->sh->vlog.mu);
+    /* a file DISCARD names may be gone; its id must never come back, or
+     * the new file would take on the old one's key range */
+    if (max_fid >= atomic_load(&db->sh->vset.next_file_id))
+        atomic_store(&db->sh->vset.next_file_id, (uint64_t)max_fid + 1);
     free(buf);
     return KV_OK;
 }
