@@ -150,7 +150,7 @@ static void discard_checked(const uint8_t *img, size_t n)
     FZ_CHECK(version == 1 || version == 2);
     back = malloc(kv_discard_size(count));
     FZ_CHECK(back != NULL);
-    kv_discard_encode_header(back, count);
+    kv_discard_encode_header(back, count, version == 2 ? kv_discard_flags(img) : 0);
     for (uint32_t i = 0; i < count; i++) {
         kv_discard_ent e;
         kv_discard_entry(img, version, i, &e);

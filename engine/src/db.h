@@ -169,6 +169,8 @@ struct kv_db {
     pthread_t gc_thread;
     int gc_started;
     uint64_t discard_persisted;          /* discard_version last written to DISCARD */
+    int vlog_recount;                    /* DISCARD was not left by a clean close:
+                                          * the GC thread counts again (host) */
     struct kv_compact_state *cstate;
 };
 
@@ -240,6 +242,8 @@ void kv_file_path(char *out, size_t cap, const char *dir, uint64_t id, const cha
 kv_status kv_read_value(kv_db *db, const kv_vstruct *vs, kv_buf *out, kv_err *err);
 kv_status kv_lookup_newest(kv_db *db, const void *key, size_t klen, kv_vstruct *vs, uint8_t *ptr,
                            uint64_t *version, int *found, kv_err *err);
+/* 0 with *p set if the iterator's current value is a value pointer. */
+int kv_iter_vptr(const kv_iter *it, kv_vptr *p);
 
 /* A snapshot at version (0: the newest), which must be registered already
  * (a transaction's) or not older than the read horizon. */

@@ -664,6 +664,12 @@ void kv_iter_meta(const kv_iter *it, kv_entry_meta *meta)
     meta->in_vlog = (it->vs.meta & KV_META_VALUE_PTR) != 0;
 }
 
+int kv_iter_vptr(const kv_iter *it, kv_vptr *p)
+{
+    if (!it->valid || !(it->vs.meta & KV_META_VALUE_PTR)) return -1;
+    return kv_vptr_decode(it->vs.value, it->vs.value_len, p);
+}
+
 kv_status kv_iter_value(kv_iter *it, const void **val, size_t *vlen, kv_err *err)
 {
     if (!it->valid) return kv_seterr(err, KV_INVALID, 0, "iterator is not positioned");

@@ -214,10 +214,17 @@ struct kv_table_meta;
 kv_status kv_vlog_discard_table(struct kv_db *db, const struct kv_table_meta *tm, kv_err *err);
 /* Deletes doomed files nobody can reach any more; returns how many. */
 int kv_vlog_reap(struct kv_db *db);
-/* Loads DISCARD into the file table (open, after kv_vlog_open). */
+/* Loads DISCARD into the file table (open, after kv_vlog_open); asks for
+ * a recount unless a clean close wrote it. */
 kv_status kv_vlog_load_discard(struct kv_db *db, kv_err *err);
-/* Writes DISCARD if the counts changed since it was last written. */
-kv_status kv_vlog_persist_discard(struct kv_db *db, kv_err *err);
+/* Writes DISCARD if the counts changed since it was last written; clean
+ * (the close) writes it in any case, marked as complete. */
+kv_status kv_vlog_persist_discard(struct kv_db *db, int clean, kv_err *err);
+/* Counts again what each sealed file holds that no newest version points
+ * to, and raises its discard count to that: after a crash (a large
+ * commit's files whose tables never got installed, values whose WAL
+ * records replayed inline) or a lost DISCARD, nothing else would. */
+kv_status kv_vlog_recount(struct kv_db *db, kv_err *err);
 /* Host: the background GC thread. */
 kv_status kv_vlog_gc_start(struct kv_db *db, kv_err *err);
 void kv_vlog_gc_stop(struct kv_db *db);

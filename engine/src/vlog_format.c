@@ -156,12 +156,12 @@ size_t kv_discard_size(uint32_t n)
     return DISCARD_HDR + (size_t)n * DISCARD_ENT_V2 + 8;
 }
 
-void kv_discard_encode_header(uint8_t *buf, uint32_t n)
+void kv_discard_encode_header(uint8_t *buf, uint32_t n, uint32_t flags)
 {
     kv_put_u32(buf, KV_DISCARD_MAGIC);
     kv_put_u32(buf + 4, KV_DISCARD_VERSION);
     kv_put_u32(buf + 8, n);
-    kv_put_u32(buf + 12, 0);
+    kv_put_u32(buf + 12, flags);
 }
 
 void kv_discard_encode_entry(uint8_t *buf, uint32_t i, const kv_discard_ent *e)
@@ -208,10 +208,10 @@ int kv_discard_check(const uint8_t *buf, size_t n, uint32_t *count, uint32_t *ve
 {
     uint32_t c, v;
     size_t es;
-    if (n < DISCARD_HDR + 8 || kv_get_u32(buf) != KV_DISCARD_MAGIC || kv_get_u32(buf + 12) != 0)
-        return -1;
+    if (n < DISCARD_HDR + 8 || kv_get_u32(buf) != KV_DISCARD_MAGIC) return -1;
     v = kv_get_u32(buf + 4);
     if (v != 1 && v != 2) return -1;
+    if (kv_get_u32(buf + 12) & ~(v == 2 ? KV_DISCARD_CLEAN : 0u)) return -1;
     c = kv_get_u32(buf + 8);
     es = ent_size(v);
     if ((n - DISCARD_HDR - 8) % es != 0 || (n - DISCARD_HDR - 8) / es != c) return -1;
@@ -224,6 +224,11 @@ int kv_discard_check(const uint8_t *buf, size_t n, uint32_t *count, uint32_t *ve
     *count = c;
     *version = v;
     return 0;
+}
+
+uint32_t kv_discard_flags(const uint8_t *buf)
+{
+    return kv_get_u32(buf + 12);
 }
 
 void kv_discard_entry(const uint8_t *buf, uint32_t version, uint32_t i, kv_discard_ent *e)

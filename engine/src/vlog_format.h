@@ -97,13 +97,16 @@ void kv_vlog_header_encode(uint8_t *hdr, uint64_t fid, uint64_t key_id, const ui
 int kv_vlog_header_check(const uint8_t *hdr, size_t n, uint64_t expect_fid);
 
 /* DISCARD: a 16-byte header (u32 magic "KVDS", u32 version, u32 count,
- * u32 reserved), count entries, u64 checksum of everything before it.
+ * u32 flags), count entries, u64 checksum of everything before it.  Flag
+ * KV_DISCARD_CLEAN: written by a clean close, so the counts are complete
+ * (otherwise the next open counts again, see kv_vlog_recount).
  * Version 1 entries (16 bytes) carry a file id and its dead bytes; version
  * 2 entries (48 bytes) add the file's key range, recorded for sealed files
  * only (a file no longer written to), so that a drop after a reopen can
  * still free a file without reading it.  Written as version 2. */
 #define KV_DISCARD_MAGIC 0x5344564Bu /* "KVDS" */
 #define KV_DISCARD_VERSION 2u
+#define KV_DISCARD_CLEAN 1u
 
 typedef struct kv_discard_ent {
     uint32_t fid;
@@ -114,16 +117,18 @@ typedef struct kv_discard_ent {
 /* Bytes of a DISCARD image of n entries (written as KV_DISCARD_VERSION). */
 size_t kv_discard_size(uint32_t n);
 /* Writes the header at buf (kv_discard_size(n) bytes in all). */
-void kv_discard_encode_header(uint8_t *buf, uint32_t n);
+void kv_discard_encode_header(uint8_t *buf, uint32_t n, uint32_t flags);
 /* Writes entry i (a range is recorded only when e->keys is a RANGE). */
 void kv_discard_encode_entry(uint8_t *buf, uint32_t i, const kv_discard_ent *e);
 /* Writes the checksum, after every entry is in place. */
 void kv_discard_seal(uint8_t *buf, uint32_t n);
-/* Checks a whole image: magic, a known version, the size for its count,
- * the checksum and every entry (lengths at most KV_VKEY_CUT, least key not
+/* Checks a whole image: magic, a known version and flags, the size for
+ * its count, the checksum and every entry (lengths at most KV_VKEY_CUT, least key not
  * after the greatest, unused bytes zero).  0 with *count and *version set,
  * -1 if anything is wrong. */
 int kv_discard_check(const uint8_t *buf, size_t n, uint32_t *count, uint32_t *version);
+/* The flags of an image kv_discard_check accepted (0 for version 1). */
+uint32_t kv_discard_flags(const uint8_t *buf);
 /* Entry i of an image kv_discard_check accepted. */
 void kv_discard_entry(const uint8_t *buf, uint32_t version, uint32_t i, kv_discard_ent *e);
 

@@ -5,7 +5,9 @@
  *
  * Discard statistics: compaction reports the vlog bytes of every entry it
  * drops; the counts live in the shared file table and are persisted to
- * DISCARD (advisory: a lost or damaged DISCARD only delays GC).
+ * DISCARD (advisory: a lost or damaged DISCARD only delays GC).  After an
+ * open that did not follow a clean close they are counted again from the
+ * newest versions (kv_vlog_recount).
  *
  * GC of a file: every entry whose key's newest committed version still
  * points at that exact entry is live and is written again - to the head,
@@ -162,7 +164,7 @@ void kv_vlog_mark_dropped(kv_db *db, const uint8_t *prefix, uint32_t n)
 
 /* ---- DISCARD ---- */
 
-kv_status kv_vlog_persist_discard(kv_db *db, kv_err *err)
+kv_status kv_vlog_persist_discard(kv_db *db, int clean, kv_err *err)
 {
     kv_vlog_shared *v = &db->sh->vlog;
     uint8_t *buf;
@@ -173,7 +175,7 @@ kv_status kv_vlog_persist_discard(kv_db *db, kv_err *err)
     if (db->opt->in_memory || db->opt->read_only) return KV_OK;
     kv_mutex_lock(&v->mu);
     version = v->discard_version;
-    if (version == db->discard_persisted) {
+    if (version == db->discard_persisted && !clean) {
         kv_mutex_unlock(&v->mu);
         return KV_OK;
     }
@@ -184,7 +186,7 @@ kv_status kv_vlog_persist_discard(kv_db *db, kv_err *err)
         kv_mutex_unlock(&v->mu);
         return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory writing DISCARD");
     }
-    kv_discard_encode_header(buf, count);
+    kv_discard_encode_header(buf, count, clean ? KV_DISCARD_CLEAN : 0);
     {
         kv_vfile *f = kv_at(db, v->files);
         for (uint32_t i = 0; i < count; i++) {
@@ -212,6 +214,7 @@ kv_status kv_vlog_load_discard(kv_db *db, kv_err *err)
     uint8_t *buf = NULL;
     size_t n = 0;
     uint32_t count = 0, version = 0, max_fid = 0;
+    int clean = 0;
     kv_status st;
     if (db->opt->in_memory) return KV_OK;
     snprintf(path, sizeof path, "%s/%s", db->vdir, DISCARD_NAME);
@@ -220,10 +223,14 @@ kv_status kv_vlog_load_discard(kv_db *db, kv_err *err)
         if (st != KV_OK) return st;
         if (kv_discard_check(buf, n, &count, &version) != 0) {
             kv_log(db, KV_LOG_WARNING,
-                   "\"%s\" is damaged; value-log discard statistics start from zero", path);
+                   "\"%s\" is damaged; value-log discard statistics are counted again", path);
             count = 0;
+        } else {
+            clean = version == 2 && (kv_discard_flags(buf) & KV_DISCARD_CLEAN);
         }
     }
+    /* (a database without value-log files has nothing to count) */
+    db->vlog_recount = !clean && db->sh->vlog.n > 0 && !db->opt->read_only;
     kv_mutex_lock(&db->sh->vlog.mu);
     for (uint32_t i = 0; i < count; i++) {
         kv_discard_ent e;
@@ -247,6 +254,98 @@ kv_status kv_vlog_load_discard(kv_db *db, kv_err *err)
         atomic_store(&db->sh->vset.next_file_id, (uint64_t)max_fid + 1);
     free(buf);
     return KV_OK;
+}
+
+/* ---- recount ---- */
+
+typedef struct recount_file {
+    uint32_t fid;
+    uint64_t data; /* bytes of entries */
+    uint64_t live;
+} recount_file;
+
+static int recount_cmp(const void *a, const void *b)
+{
+    uint32_t x = ((const recount_file *)a)->fid, y = ((const recount_file *)b)->fid;
+    return x < y ? -1 : x > y;
+}
+
+kv_status kv_vlog_recount(kv_db *db, kv_err *err)
+{
+    kv_vlog_shared *v = &db->sh->vlog;
+    recount_file *rf;
+    kv_iter_options io;
+    kv_iter *it;
+    uint32_t n = 0, pin, raised = 0;
+    uint64_t dead = 0;
+    kv_status st;
+    kv_vfile *f;
+
+    /* the sealed files, which nothing appends to; the head and files a
+     * running large transaction pins hold values no table shows yet */
+    kv_mutex_lock(&v->mu);
+    rf = malloc(sizeof *rf * (v->n ? v->n : 1));
+    if (!rf) {
+        kv_mutex_unlock(&v->mu);
+        return kv_seterr(err, KV_NO_MEMORY, 0, "out of memory counting value-log garbage");
+    }
+    pin = kv_snap_min_vlog_pin(db);
+    f = kv_at(db, v->files);
+    for (uint32_t i = 0; i < v->n; i++)
+        if ((f[i].state == KV_VF_SEALED || f[i].state == KV_VF_DAMAGED) && f[i].fid < pin &&
+            f[i].fid != v->head && f[i].size > KV_VLOG_HEADER_SIZE) {
+            rf[n].fid = f[i].fid;
+            rf[n].data = f[i].size - KV_VLOG_HEADER_SIZE;
+            rf[n++].live = 0;
+        }
+    kv_mutex_unlock(&v->mu);
+    if (!n) {
+        free(rf);
+        return KV_OK;
+    }
+    qsort(rf, n, sizeof *rf, recount_cmp);
+    /* what the newest versions point to, from a snapshot taken after the
+     * list: a later write only makes more of it dead, and a count too high
+     * only brings GC sooner, which checks every entry itself */
+    memset(&io, 0, sizeof io);
+    io.key_only = 1;
+    st = kv_iter_new(db, &io, &it, err);
+    if (st != KV_OK) {
+        free(rf);
+        return st;
+    }
+    for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it)) {
+        kv_vptr p;
+        recount_file key, *hit;
+        if (kv_iter_vptr(it, &p) != 0) continue;
+        key.fid = p.fid;
+        hit = bsearch(&key, rf, n, sizeof *rf, recount_cmp);
+        if (hit) hit->live += p.len;
+    }
+    st = kv_iter_status(it, err);
+    kv_iter_free(it);
+    if (st == KV_OK) {
+        kv_mutex_lock(&v->mu);
+        for (uint32_t i = 0; i < n; i++) {
+            uint64_t d = rf[i].live < rf[i].data ? rf[i].data - rf[i].live : 0;
+            f = kv_vlog_file(db, rf[i].fid);
+            if (!f || (f->state != KV_VF_SEALED && f->state != KV_VF_DAMAGED) || d <= f->discard)
+                continue;
+            dead += d - f->discard;
+            f->discard = d;
+            raised++;
+        }
+        if (raised) {
+            v->discard_version++;
+            kv_cond_broadcast(&db->sh->vlog_cv);
+        }
+        kv_mutex_unlock(&v->mu);
+        kv_log(db, KV_LOG_INFO,
+               "value-log garbage counted again over %u files: %u raised, %llu bytes more "
+               "known dead", n, raised, (unsigned long long)dead);
+    }
+    free(rf);
+    return st;
 }
 
 /* ---- deletion of doomed files ---- */
@@ -570,7 +669,12 @@ static void *gc_main(void *arg)
                 if (st != KV_OK && st != KV_NO_REWRITE && st != KV_BUSY && st != KV_CLOSED)
                     kv_log(db, KV_LOG_WARNING, "automatic value-log GC failed: %s", err.msg);
             }
-            if (kv_vlog_persist_discard(db, &err) != KV_OK)
+            if (db->vlog_recount) {
+                db->vlog_recount = 0;
+                if (kv_vlog_recount(db, &err) != KV_OK)
+                    kv_log(db, KV_LOG_WARNING, "could not count value-log garbage: %s", err.msg);
+            }
+            if (kv_vlog_persist_discard(db, 0, &err) != KV_OK)
                 kv_log(db, KV_LOG_WARNING, "could not write DISCARD: %s", err.msg);
         }
         kv_mutex_lock(&sh->vlog.mu);
@@ -604,6 +708,6 @@ kv_status kv_vlog_close(kv_db *db, kv_err *err)
     if (db->opt->in_memory || db->opt->read_only) return KV_OK;
     kv_vlog_reap(db);
     st = kv_vlog_sync(db, err);
-    if (st == KV_OK) st = kv_vlog_persist_discard(db, err);
+    if (st == KV_OK) st = kv_vlog_persist_discard(db, 1, err);
     return st;
 }

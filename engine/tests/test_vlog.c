@@ -1197,7 +1197,7 @@ START_TEST(test_discard_ids_not_reused)
     e.keys.state = KV_VKEYS_NONE;
     kv_vkeys_add(&e.keys, (const uint8_t *)"key-000001", 10);
     buf = calloc(1, kv_discard_size(1));
-    kv_discard_encode_header(buf, 1);
+    kv_discard_encode_header(buf, 1, KV_DISCARD_CLEAN);
     kv_discard_encode_entry(buf, 0, &e);
     kv_discard_seal(buf, 1);
     snprintf(path, sizeof path, "%s/DISCARD", dir);
@@ -1213,6 +1213,70 @@ START_TEST(test_discard_ids_not_reused)
     TU_OK(kv_close(db, &err), &err);
     tu_rmdir(dir);
     free(dir);
+}
+END_TEST
+
+/* Writes a DISCARD without entries: version 2 with flags, or version 1. */
+static void plant_discard(const char *dir, int version, uint32_t flags)
+{
+    uint8_t buf[24];
+    char path[4200];
+    int fd;
+    kv_discard_encode_header(buf, 0, flags);
+    if (version == 1) kv_put_u32(buf + 4, 1);
+    kv_put_u64(buf + 16, kv_checksum64(buf, 16));
+    snprintf(path, sizeof path, "%s/DISCARD", dir);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert(fd >= 0 && write(fd, buf, sizeof buf) == (ssize_t)sizeof buf);
+    close(fd);
+}
+
+/* An open that does not follow a clean close (DISCARD not marked clean,
+ * from an older version, or lost) counts the value logs' garbage again:
+ * values no newest version points to count as dead though no compaction
+ * reported them (here their counts were wiped).  After a clean close
+ * nothing is counted again. */
+START_TEST(test_discard_recount)
+{
+    for (int variant = 0; variant < 3; variant++) { /* clean, not clean, version 1 */
+        char *dir = tu_mkdtemp("vrecount");
+        kv_options o;
+        kv_db *db;
+        kv_err err;
+        kv_stats st;
+        const int vlen = 1000;
+        const uint64_t dead = 1500u * vlen; /* the first generation of keys 0..1499 */
+        vopts(&o, dir);
+        TU_OK(kv_open(&o, &db, &err), &err);
+        for (int i = 0; i < 2000; i++) TU_OK(put(db, i, 0, vlen, 0), NULL);
+        for (int i = 0; i < 1500; i++) TU_OK(put(db, i, 1, vlen, 0), NULL);
+        TU_OK(kv_compact_all(db, &err), &err); /* (nothing left to compact after the reopen) */
+        TU_OK(kv_close(db, &err), &err);
+        plant_discard(dir, variant == 2 ? 1 : 2, variant == 0 ? KV_DISCARD_CLEAN : 0);
+        TU_OK(kv_open(&o, &db, &err), &err);
+        if (variant == 0) {
+            usleep(2500 * 1000); /* two ticks of the GC thread */
+            kv_get_stats(db, &st);
+            ck_assert_uint_eq(st.vlog_discard_bytes, 0);
+        } else {
+            for (int i = 0; i < 200; i++) {
+                kv_get_stats(db, &st);
+                if (st.vlog_discard_bytes >= dead) break;
+                usleep(50 * 1000);
+            }
+            ck_assert_msg(st.vlog_discard_bytes >= dead && st.vlog_discard_bytes <= 1500u * (vlen + 64),
+                          "discard %llu for %llu dead value bytes",
+                          (unsigned long long)st.vlog_discard_bytes, (unsigned long long)dead);
+            TU_OK(kv_run_value_log_gc(db, 0.5, &err), &err);
+        }
+        for (int i = 0; i < 2000; i++) check(db, i, i < 1500 ? 1 : 0, vlen, 1);
+        TU_OK(kv_close(db, &err), &err);
+        TU_OK(kv_open(&o, &db, &err), &err);
+        for (int i = 0; i < 2000; i += 3) check(db, i, i < 1500 ? 1 : 0, vlen, 1);
+        TU_OK(kv_close(db, &err), &err);
+        tu_rmdir(dir);
+        free(dir);
+    }
 }
 END_TEST
 
@@ -1233,12 +1297,21 @@ START_TEST(test_discard_format)
     in[2].fid = 9;
     in[2].keys.state = KV_VKEYS_NONE; /* no entry: recorded as no range */
     ck_assert_uint_eq(kv_discard_size(3), sizeof buf);
-    kv_discard_encode_header(buf, 3);
+    kv_discard_encode_header(buf, 3, 0);
     for (uint32_t i = 0; i < 3; i++) kv_discard_encode_entry(buf, i, &in[i]);
     kv_discard_seal(buf, 3);
     ck_assert_int_eq(kv_discard_check(buf, sizeof buf, &count, &version), 0);
     ck_assert_uint_eq(count, 3);
     ck_assert_uint_eq(version, 2);
+    ck_assert_uint_eq(kv_discard_flags(buf), 0);
+    {
+        uint8_t c[sizeof buf];
+        memcpy(c, buf, sizeof buf);
+        kv_discard_encode_header(c, 3, KV_DISCARD_CLEAN);
+        kv_discard_seal(c, 3);
+        ck_assert_int_eq(kv_discard_check(c, sizeof c, &count, &version), 0);
+        ck_assert_uint_eq(kv_discard_flags(c), KV_DISCARD_CLEAN);
+    }
     kv_discard_entry(buf, version, 0, &out);
     ck_assert_uint_eq(out.fid, 7);
     ck_assert_uint_eq(out.discard, 123456789);
@@ -1259,7 +1332,7 @@ START_TEST(test_discard_format)
             uint8_t val;
         } bad[] = {
             {16 + 5, 17}, {16 + 32 + 6, 1}, {16 + 16, 'z'}, {16 + 4, 2},
-            {16 + 48 + 5, 1}, {16 + 48 + 20, 1}, {16 + 7, 1}, {8, 2}, {12, 1}, {4, 3},
+            {16 + 48 + 5, 1}, {16 + 48 + 20, 1}, {16 + 7, 1}, {8, 2}, {12, 2}, {4, 3},
         };
         for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
             uint8_t c[sizeof buf];
@@ -1282,6 +1355,11 @@ START_TEST(test_discard_format)
     kv_put_u64(v1 + sizeof v1 - 8, kv_checksum64(v1, sizeof v1 - 8));
     ck_assert_int_eq(kv_discard_check(v1, sizeof v1, &count, &version), 0);
     ck_assert(count == 2 && version == 1);
+    kv_put_u32(v1 + 12, KV_DISCARD_CLEAN); /* (version 1 has no flags) */
+    kv_put_u64(v1 + sizeof v1 - 8, kv_checksum64(v1, sizeof v1 - 8));
+    ck_assert_int_ne(kv_discard_check(v1, sizeof v1, &count, &version), 0);
+    kv_put_u32(v1 + 12, 0);
+    kv_put_u64(v1 + sizeof v1 - 8, kv_checksum64(v1, sizeof v1 - 8));
     kv_discard_entry(v1, version, 0, &out);
     ck_assert(out.fid == 3 && out.discard == 99 && out.keys.state == KV_VKEYS_UNKNOWN);
     kv_discard_entry(v1, version, 1, &out);
@@ -1542,6 +1620,7 @@ int main(void)
     tcase_add_test(tc, test_drop_frees_files_unread_after_reopen);
     tcase_add_test(tc, test_discard_ids_not_reused);
     tcase_add_test(tc, test_discard_format);
+    tcase_add_test(tc, test_discard_recount);
     tcase_add_test(tc, test_drop_spares_spilling_txn);
     tcase_add_test(tc, test_txn_own_files);
     tcase_add_test(tc, test_separate_value_dir);
