@@ -281,8 +281,9 @@ kv_status kv_vlog_recount(kv_db *db, kv_err *err)
     kv_status st;
     kv_vfile *f;
 
-    /* the sealed files, which nothing appends to; the head and files a
-     * running large transaction pins hold values no table shows yet */
+    /* the sealed files, which nothing appends to (the head is active);
+     * files a running large transaction pins hold values no table shows
+     * yet */
     kv_mutex_lock(&v->mu);
     rf = malloc(sizeof *rf * (v->n ? v->n : 1));
     if (!rf) {
@@ -293,7 +294,7 @@ kv_status kv_vlog_recount(kv_db *db, kv_err *err)
     f = kv_at(db, v->files);
     for (uint32_t i = 0; i < v->n; i++)
         if ((f[i].state == KV_VF_SEALED || f[i].state == KV_VF_DAMAGED) && f[i].fid < pin &&
-            f[i].fid != v->head && f[i].size > KV_VLOG_HEADER_SIZE) {
+            f[i].size > KV_VLOG_HEADER_SIZE) {
             rf[n].fid = f[i].fid;
             rf[n].data = f[i].size - KV_VLOG_HEADER_SIZE;
             rf[n++].live = 0;
