@@ -156,6 +156,7 @@ static void discard_checked(const uint8_t *img, size_t n)
         kv_discard_entry(img, version, i, &e);
         FZ_CHECK(e.keys.state == KV_VKEYS_UNKNOWN || e.keys.state == KV_VKEYS_RANGE);
         FZ_CHECK(e.keys.min_len <= KV_VKEY_CUT && e.keys.max_len <= KV_VKEY_CUT);
+        FZ_CHECK(version == 2 || !e.dropped);
         if (e.keys.state == KV_VKEYS_RANGE) {
             size_t m = e.keys.min_len < e.keys.max_len ? e.keys.min_len : e.keys.max_len;
             int c = memcmp(e.keys.min, e.keys.max, m);

@@ -145,6 +145,7 @@ int kv_vkeys_under(const kv_vkeys *k, const uint8_t *prefix, size_t n)
 #define DISCARD_ENT_V1 16u
 #define DISCARD_ENT_V2 48u
 #define DISCARD_RANGE 1u /* an entry's key-range flag: recorded */
+#define DISCARD_DROPPED 1u /* an entry's byte 7: every entry lies under a drop */
 
 static size_t ent_size(uint32_t version)
 {
@@ -170,6 +171,7 @@ void kv_discard_encode_entry(uint8_t *buf, uint32_t i, const kv_discard_ent *e)
     memset(p, 0, DISCARD_ENT_V2);
     kv_put_u32(p, e->fid);
     kv_put_u64(p + 8, e->discard);
+    if (e->dropped) p[7] = DISCARD_DROPPED;
     if (e->keys.state == KV_VKEYS_RANGE) {
         p[4] = DISCARD_RANGE;
         p[5] = e->keys.min_len;
@@ -193,11 +195,12 @@ static int all_zero(const uint8_t *p, size_t n)
 }
 
 /* A version 2 entry's range bytes are canonical: lengths within the cut,
- * bytes past them zero, least not after greatest; no range, all zero. */
+ * bytes past them zero, least not after greatest; no range, all zero.
+ * Byte 7 is the dropped flag. */
 static int ent_v2_ok(const uint8_t *p)
 {
-    if (p[7] != 0) return 0;
-    if (p[4] == 0) return all_zero(p + 4, 4) && all_zero(p + 16, 32);
+    if (p[7] & ~DISCARD_DROPPED) return 0;
+    if (p[4] == 0) return all_zero(p + 4, 3) && all_zero(p + 16, 32);
     if (p[4] != DISCARD_RANGE || p[5] > KV_VKEY_CUT || p[6] > KV_VKEY_CUT) return 0;
     if (!all_zero(p + 16 + p[5], KV_VKEY_CUT - p[5]) || !all_zero(p + 32 + p[6], KV_VKEY_CUT - p[6]))
         return 0;
@@ -238,6 +241,7 @@ void kv_discard_entry(const uint8_t *buf, uint32_t version, uint32_t i, kv_disca
     e->fid = kv_get_u32(p);
     e->discard = kv_get_u64(p + 8);
     e->keys.state = KV_VKEYS_UNKNOWN;
+    e->dropped = version == 2 && (p[7] & DISCARD_DROPPED);
     if (version == 2 && p[4] == DISCARD_RANGE) {
         e->keys.state = KV_VKEYS_RANGE;
         e->keys.min_len = p[5];

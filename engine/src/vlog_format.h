@@ -103,7 +103,9 @@ int kv_vlog_header_check(const uint8_t *hdr, size_t n, uint64_t expect_fid);
  * Version 1 entries (16 bytes) carry a file id and its dead bytes; version
  * 2 entries (48 bytes) add the file's key range, recorded for sealed files
  * only (a file no longer written to), so that a drop after a reopen can
- * still free a file without reading it.  Written as version 2. */
+ * still free a file without reading it, and a flag for a file a drop has
+ * already emptied (kv_vlog_mark_dropped), so that it is still freed unread
+ * after a reopen.  Written as version 2. */
 #define KV_DISCARD_MAGIC 0x5344564Bu /* "KVDS" */
 #define KV_DISCARD_VERSION 2u
 #define KV_DISCARD_CLEAN 1u
@@ -112,6 +114,7 @@ typedef struct kv_discard_ent {
     uint32_t fid;
     uint64_t discard;  /* bytes of entries known dead */
     kv_vkeys keys;     /* KV_VKEYS_RANGE, or KV_VKEYS_UNKNOWN: not recorded */
+    uint32_t dropped;  /* 1: every entry lies under a durable drop */
 } kv_discard_ent;
 
 /* Bytes of a DISCARD image of n entries (written as KV_DISCARD_VERSION). */

@@ -194,6 +194,8 @@ kv_status kv_vlog_persist_discard(kv_db *db, int clean, kv_err *err)
             e.fid = f[i].fid;
             e.discard = f[i].discard;
             e.keys = f[i].keys;
+            /* (the drop that marked it is in the MANIFEST already, synced) */
+            e.dropped = f[i].dropped != 0;
             /* a range is final only once nothing appends to the file */
             if (f[i].state != KV_VF_SEALED && f[i].state != KV_VF_DAMAGED)
                 e.keys.state = KV_VKEYS_UNKNOWN;
@@ -243,6 +245,11 @@ kv_status kv_vlog_load_discard(kv_db *db, kv_err *err)
                                                                : f->size - KV_VLOG_HEADER_SIZE;
         /* (the last file's range came from its scan) */
         if (f->keys.state == KV_VKEYS_UNKNOWN) f->keys = e.keys;
+        /* emptied by a drop before the close or crash: still freed unread */
+        if (e.dropped && f->state == KV_VF_SEALED) {
+            f->dropped = 1;
+            f->discard = f->size - KV_VLOG_HEADER_SIZE;
+        }
     }
     /* written again soon after every open, so that it holds the range of
      * the last file, which only its scan found */

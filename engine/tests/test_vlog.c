@@ -1173,6 +1173,104 @@ START_TEST(test_drop_frees_files_unread_after_reopen)
 }
 END_TEST
 
+/* Entries of dir's DISCARD that carry the dropped flag (-1: none valid). */
+static int discard_dropped(const char *dir)
+{
+    char path[4200];
+    uint8_t buf[16 + 64 * 48 + 8];
+    uint32_t count, version;
+    int fd, n = 0;
+    ssize_t len;
+    snprintf(path, sizeof path, "%s/DISCARD", dir);
+    fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    len = read(fd, buf, sizeof buf);
+    close(fd);
+    if (len <= 0 || kv_discard_check(buf, (size_t)len, &count, &version) != 0) return -1;
+    for (uint32_t i = 0; i < count; i++) {
+        kv_discard_ent e;
+        kv_discard_entry(buf, version, i, &e);
+        n += e.dropped != 0;
+    }
+    return n;
+}
+
+/* Fills value-log files with key-00... values, then key-01... ones, and
+ * drops key-00: the files holding only the dropped keys are marked. */
+static void fill_and_drop(kv_db *db)
+{
+    kv_vlog_info vi[64];
+    kv_err err;
+    int nv, marked = 0;
+    for (int i = 0; i < 3000; i++) TU_OK(put(db, i, 0, 1000, 0), NULL);
+    for (int i = 10000; i < 10500; i++) TU_OK(put(db, i, 0, 1000, 0), NULL);
+    TU_OK(kv_drop_prefix(db, "key-00", 6, &err), &err);
+    nv = kv_get_vlog_files(db, vi, 64);
+    for (int i = 0; i < nv; i++) marked += vi[i].state == 2 && vi[i].discard_ratio == 1.0;
+    ck_assert_int_ge(marked, 2);
+}
+
+/* A file a drop emptied before a close or a crash is still freed unread
+ * after the reopen: its mark is kept in DISCARD.  (Reading it, GC would
+ * stop at the damaged entry header and keep the file.) */
+START_TEST(test_drop_mark_survives_reopen)
+{
+    for (int crash = 0; crash < 2; crash++) {
+        char *dir = tu_mkdtemp("vdropm");
+        kv_options o;
+        kv_db *db;
+        kv_err err;
+        kv_vlog_info vi[64];
+        char path[4200];
+        uint32_t first = UINT32_MAX;
+        int nv;
+        vopts(&o, dir);
+        if (crash) {
+            /* the GC thread writes DISCARD at its next tick; the process
+             * dies once the marks are in it */
+            int status;
+            pid_t pid = fork();
+            if (pid == 0) {
+                if (kv_open(&o, &db, &err) != KV_OK) _exit(2);
+                fill_and_drop(db);
+                for (int i = 0; i < 400 && discard_dropped(dir) < 2; i++) usleep(25 * 1000);
+                _exit(discard_dropped(dir) >= 2 ? 0 : 4);
+            }
+            waitpid(pid, &status, 0);
+            ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        } else {
+            TU_OK(kv_open(&o, &db, &err), &err);
+            fill_and_drop(db);
+            TU_OK(kv_close(db, &err), &err);
+        }
+        ck_assert_int_ge(discard_dropped(dir), 2);
+        TU_OK(kv_open(&o, &db, &err), &err);
+        nv = kv_get_vlog_files(db, vi, 64);
+        for (int i = 0; i < nv; i++)
+            if (vi[i].fid < first) first = vi[i].fid;
+        TU_OK(kv_close(db, &err), &err);
+        snprintf(path, sizeof path, "%s/%06u.vlog", dir, first);
+        damage_entry(path, 100, 0, 1000, 1);
+        TU_OK(kv_open(&o, &db, &err), &err);
+        ck_assert_int_eq(vlog_state(db, first), 2);
+        TU_OK(kv_run_value_log_gc(db, 0.5, &err), &err);
+        {
+            int fs = vlog_state(db, first);
+            ck_assert_msg(fs == 0 || fs == 3, "file %u in state %d", first, fs);
+        }
+        wait_gone(db, dir, first);
+        for (int i = 0; i < 3000; i += 7) check(db, i, -1, 1000, -1);
+        for (int i = 10000; i < 10500; i++) check(db, i, 0, 1000, 1);
+        TU_OK(kv_close(db, &err), &err);
+        TU_OK(kv_open(&o, &db, &err), &err);
+        for (int i = 10000; i < 10500; i++) check(db, i, 0, 1000, 1);
+        TU_OK(kv_close(db, &err), &err);
+        tu_rmdir(dir);
+        free(dir);
+    }
+}
+END_TEST
+
 /* DISCARD may name files that are gone (it is written before they are
  * deleted); their ids never come back, so no new file takes on a range
  * recorded for an old one. */
@@ -1293,7 +1391,9 @@ START_TEST(test_discard_format)
     in[0].keys.state = KV_VKEYS_NONE;
     kv_vkeys_add(&in[0].keys, (const uint8_t *)"tab1-aaaaaaaaaaaaaaaaaaaa", 25);
     kv_vkeys_add(&in[0].keys, (const uint8_t *)"tab1-b", 6);
+    in[0].dropped = 1;
     in[1].fid = 8; /* no range recorded */
+    in[1].dropped = 1;
     in[2].fid = 9;
     in[2].keys.state = KV_VKEYS_NONE; /* no entry: recorded as no range */
     ck_assert_uint_eq(kv_discard_size(3), sizeof buf);
@@ -1319,10 +1419,12 @@ START_TEST(test_discard_format)
     ck_assert(out.keys.min_len == 16 && !memcmp(out.keys.min, "tab1-aaaaaaaaaaa", 16));
     ck_assert(out.keys.max_len == 6 && !memcmp(out.keys.max, "tab1-b", 6));
     ck_assert(kv_vkeys_under(&out.keys, (const uint8_t *)"tab1-", 5));
+    ck_assert_uint_eq(out.dropped, 1);
     for (uint32_t i = 1; i < 3; i++) {
         kv_discard_entry(buf, version, i, &out);
         ck_assert_uint_eq(out.fid, in[i].fid);
         ck_assert_int_eq(out.keys.state, KV_VKEYS_UNKNOWN);
+        ck_assert_uint_eq(out.dropped, in[i].dropped);
     }
     /* refused: a cut over 16, bytes past a key, least after greatest, an
      * unknown flag, a count that does not fit, a bad checksum */
@@ -1332,7 +1434,8 @@ START_TEST(test_discard_format)
             uint8_t val;
         } bad[] = {
             {16 + 5, 17}, {16 + 32 + 6, 1}, {16 + 16, 'z'}, {16 + 4, 2},
-            {16 + 48 + 5, 1}, {16 + 48 + 20, 1}, {16 + 7, 1}, {8, 2}, {12, 2}, {4, 3},
+            {16 + 48 + 5, 1}, {16 + 48 + 20, 1}, {16 + 7, 2}, {16 + 96 + 7, 3}, {8, 2},
+            {12, 2}, {4, 3},
         };
         for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
             uint8_t c[sizeof buf];
@@ -1618,6 +1721,7 @@ int main(void)
     tcase_add_test(tc, test_vkeys_ranges);
     tcase_add_test(tc, test_drop_frees_files_unread);
     tcase_add_test(tc, test_drop_frees_files_unread_after_reopen);
+    tcase_add_test(tc, test_drop_mark_survives_reopen);
     tcase_add_test(tc, test_discard_ids_not_reused);
     tcase_add_test(tc, test_discard_format);
     tcase_add_test(tc, test_discard_recount);
