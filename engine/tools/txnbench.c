@@ -10,8 +10,11 @@
  *       group commit buys over one fsync per commit.
  *   txnbench ratio --dir D [--threads T] [--seconds S] [--rounds R] [--sync]
  *       the same comparison made robust to a drifting disk: R rounds of
- *       S seconds with 1 thread then S seconds with T threads on one
- *       database; each round's ratio and the median.
+ *       S seconds with 1 thread, S seconds with T threads committing one
+ *       at a time (a lock in this program around each commit, so every
+ *       commit pays its own fsync, as without group commit) and S seconds
+ *       with T threads committing freely, on one database; each round's
+ *       ratios and their medians.
  *   txnbench big --dir D [--rows N] [--value V]
  *       one transaction of N rows with V-byte values, committed (it spills
  *       and commits by ingesting tables), then counted by a key-only
@@ -103,6 +106,7 @@ typedef struct gjob {
     kv_db *db;
     int id, sync;
     atomic_int *stop;
+    pthread_mutex_t *one_at_a_time; /* NULL: commit freely */
     long commits;
 } gjob;
 
@@ -111,15 +115,18 @@ static void *group_thread(void *p)
     gjob *j = p;
     uint64_t i = (uint64_t)j->id << 40;
     while (!atomic_load(j->stop)) {
+        if (j->one_at_a_time) pthread_mutex_lock(j->one_at_a_time);
         one_key_txn(j->db, i++, j->sync);
+        if (j->one_at_a_time) pthread_mutex_unlock(j->one_at_a_time);
         j->commits++;
     }
     return NULL;
 }
 
-/* T threads commit one-key transactions for S seconds on db: commits. */
+/* T threads commit one-key transactions for S seconds on db: commits.
+ * one_at_a_time: a lock each thread holds around its commit. */
 static long timed_commits(kv_db *db, int threads, double seconds, int sync, uint64_t key_base,
-                          double *elapsed)
+                          pthread_mutex_t *one_at_a_time, double *elapsed)
 {
     pthread_t th[256];
     gjob jobs[256];
@@ -127,7 +134,7 @@ static long timed_commits(kv_db *db, int threads, double seconds, int sync, uint
     long total = 0;
     double t0 = now_s();
     for (int i = 0; i < threads; i++) {
-        jobs[i] = (gjob){db, (int)key_base + i, sync, &stop, 0};
+        jobs[i] = (gjob){db, (int)key_base + i, sync, &stop, one_at_a_time, 0};
         pthread_create(&th[i], NULL, group_thread, &jobs[i]);
     }
     while (now_s() - t0 < seconds) {
@@ -151,7 +158,7 @@ static int group(const char *dir, int threads, double seconds, int sync)
     double t;
     long total;
     if (threads < 1 || threads > 256) return 1;
-    total = timed_commits(db, threads, seconds, sync, 0, &t);
+    total = timed_commits(db, threads, seconds, sync, 0, NULL, &t);
     kv_get_stats(db, &st);
     printf("group: %d threads, sync %s: %ld commits in %.2f s = %.0f commits/s, %llu WAL syncs "
            "(%.1f commits per sync)\n",
@@ -161,27 +168,48 @@ static int group(const char *dir, int threads, double seconds, int sync)
     return 0;
 }
 
-/* Alternates 1 committer and T committers, S seconds each, R rounds, on
- * one database: each round's ratio compares two runs a few seconds apart,
- * so a disk whose fsync latency drifts over minutes still gives a stable
- * answer (the median). */
+/* Alternates 1 committer, T committers one at a time and T committers
+ * freely, S seconds each, R rounds, on one database: each round's ratios
+ * compare runs a few seconds apart, so a disk whose fsync latency drifts
+ * over minutes still gives a stable answer (the medians).  The free run
+ * is compared with both: with one committer (no wait for a CPU between
+ * commits) and with the same T threads taking turns (the same threads,
+ * one fsync per commit). */
+static double median(double *r, int n)
+{
+    qsort(r, (size_t)n, sizeof r[0], cmp_double);
+    return n % 2 ? r[n / 2] : (r[n / 2 - 1] + r[n / 2]) / 2;
+}
+
 static int ratio(const char *dir, int threads, double seconds, int rounds, int sync)
 {
-    kv_db *db = open_db(dir);
-    double r[64], t1, tn;
+    kv_db *db;
+    double r1[64], rs[64], t1, ts, tn, m1, ms;
+    pthread_mutex_t turns = PTHREAD_MUTEX_INITIALIZER;
     kv_err err;
-    if (threads < 1 || threads > 200 || rounds < 1 || rounds > 64) return 1;
-    for (int i = 0; i < rounds; i++) {
-        long c1 = timed_commits(db, 1, seconds, sync, (uint64_t)i * 256, &t1);
-        long cn = timed_commits(db, threads, seconds, sync, (uint64_t)i * 256 + 1, &tn);
-        r[i] = ((double)cn / tn) / ((double)c1 / t1);
-        printf("round %d: 1 thread %.0f commits/s, %d threads %.0f commits/s, ratio %.2f\n", i + 1,
-               (double)c1 / t1, threads, (double)cn / tn, r[i]);
+    if (threads < 1 || threads > 84 || rounds < 1 || rounds > 64) {
+        fprintf(stderr, "txnbench ratio: --threads 1..84 and --rounds 1..64\n");
+        return 2;
     }
-    qsort(r, (size_t)rounds, sizeof r[0], cmp_double);
-    printf("ratio: median %.2f, min %.2f, max %.2f over %d rounds (sync %s)\n",
-           rounds % 2 ? r[rounds / 2] : (r[rounds / 2 - 1] + r[rounds / 2]) / 2, r[0],
-           r[rounds - 1], rounds, sync ? "on" : "off");
+    db = open_db(dir);
+    for (int i = 0; i < rounds; i++) {
+        uint64_t base = (uint64_t)i * 256;
+        long c1 = timed_commits(db, 1, seconds, sync, base, NULL, &t1);
+        long cs = timed_commits(db, threads, seconds, sync, base + 1, &turns, &ts);
+        long cn = timed_commits(db, threads, seconds, sync, base + 1 + (uint64_t)threads, NULL, &tn);
+        double f1 = (double)c1 / t1, fs = (double)cs / ts, fn = (double)cn / tn;
+        r1[i] = fn / f1;
+        rs[i] = fn / fs;
+        printf("round %d: 1 thread %.0f commits/s, %d threads one at a time %.0f, %d threads "
+               "%.0f: ratio %.2f to 1 thread, %.2f to one at a time\n",
+               i + 1, f1, threads, fs, threads, fn, r1[i], rs[i]);
+    }
+    m1 = median(r1, rounds); /* (sorts: min and max are at the ends) */
+    ms = median(rs, rounds);
+    printf("ratio to 1 thread: median %.2f, min %.2f, max %.2f over %d rounds (sync %s)\n", m1,
+           r1[0], r1[rounds - 1], rounds, sync ? "on" : "off");
+    printf("ratio to %d threads one at a time: median %.2f, min %.2f, max %.2f\n", threads, ms,
+           rs[0], rs[rounds - 1]);
     if (kv_close(db, &err) != KV_OK) die("close", &err);
     return 0;
 }
