@@ -1177,21 +1177,27 @@ END_TEST
 static int discard_dropped(const char *dir)
 {
     char path[4200];
-    uint8_t buf[16 + 64 * 48 + 8];
+    uint8_t *buf;
     uint32_t count, version;
     int fd, n = 0;
-    ssize_t len;
+    struct stat sb;
     snprintf(path, sizeof path, "%s/DISCARD", dir);
     fd = open(path, O_RDONLY);
     if (fd < 0) return -1;
-    len = read(fd, buf, sizeof buf);
-    close(fd);
-    if (len <= 0 || kv_discard_check(buf, (size_t)len, &count, &version) != 0) return -1;
-    for (uint32_t i = 0; i < count; i++) {
+    if (fstat(fd, &sb) != 0 || sb.st_size <= 0 || !(buf = malloc((size_t)sb.st_size))) {
+        close(fd);
+        return -1;
+    }
+    if (pread(fd, buf, (size_t)sb.st_size, 0) != sb.st_size ||
+        kv_discard_check(buf, (size_t)sb.st_size, &count, &version) != 0)
+        n = -1;
+    for (uint32_t i = 0; n >= 0 && i < count; i++) {
         kv_discard_ent e;
         kv_discard_entry(buf, version, i, &e);
         n += e.dropped != 0;
     }
+    free(buf);
+    close(fd);
     return n;
 }
 
