@@ -1024,6 +1024,21 @@ static int vlog_state(kv_db *db, uint32_t fid)
     return 0;
 }
 
+/* The number of db's value-log files; *first = the least file id, and
+ * *head (if non-NULL) the head's (0 if none). */
+static int vlog_ends(kv_db *db, uint32_t *first, uint32_t *head)
+{
+    kv_vlog_info vi[128];
+    int n = kv_get_vlog_files(db, vi, 128);
+    *first = UINT32_MAX;
+    if (head) *head = 0;
+    for (int i = 0; i < n && i < 128; i++) {
+        if (vi[i].fid < *first) *first = vi[i].fid;
+        if (head && vi[i].state == 1) *head = vi[i].fid;
+    }
+    return n;
+}
+
 /* Waits for file fid to leave the table and the disk. */
 static void wait_gone(kv_db *db, const char *dir, uint32_t fid)
 {
@@ -1050,24 +1065,17 @@ START_TEST(test_drop_frees_files_unread)
     kv_db *db;
     kv_err err;
     kv_txn *snap;
-    kv_vlog_info vi[64];
     kv_buf b = {0};
     char path[4200], k[32], want[1000];
     const int vlen = 1000;
-    uint32_t first = UINT32_MAX, head = 0;
-    int nv;
+    uint32_t first, head;
     vopts(&o, dir);
     TU_OK(kv_open(&o, &db, &err), &err);
     /* key-00...: two files and part of a third; key-01... the rest of it,
      * one more file and a head */
     for (int i = 0; i < 3000; i++) TU_OK(put(db, i, 0, vlen, 0), NULL);
     for (int i = 10000; i < 11500; i++) TU_OK(put(db, i, 0, vlen, 0), NULL);
-    nv = kv_get_vlog_files(db, vi, 64);
-    ck_assert_int_ge(nv, 5);
-    for (int i = 0; i < nv; i++) {
-        if (vi[i].fid < first) first = vi[i].fid;
-        if (vi[i].state == 1) head = vi[i].fid;
-    }
+    ck_assert_int_ge(vlog_ends(db, &first, &head), 5);
     snprintf(path, sizeof path, "%s/%06u.vlog", dir, first);
     damage_entry(path, 100, 0, vlen, 1);
     TU_OK(kv_txn_begin(db, 0, &snap, &err), &err);
@@ -1118,11 +1126,9 @@ START_TEST(test_drop_frees_files_unread_after_reopen)
         kv_options o;
         kv_db *db;
         kv_err err;
-        kv_vlog_info vi[64];
         char path[4200];
         const int vlen = 1000;
-        uint32_t first = UINT32_MAX, last = 0;
-        int nv;
+        uint32_t first, last;
         vopts(&o, dir);
         TU_OK(kv_open(&o, &db, &err), &err);
         /* key-00... fills the first files, key-01... shares a file with
@@ -1130,12 +1136,7 @@ START_TEST(test_drop_frees_files_unread_after_reopen)
         for (int i = 0; i < 3000; i++) TU_OK(put(db, i, 0, vlen, 0), NULL);
         for (int i = 10000; i < 10500; i++) TU_OK(put(db, i, 0, vlen, 0), NULL);
         for (int i = 3000; i < 5500; i++) TU_OK(put(db, i, 0, vlen, 0), NULL);
-        nv = kv_get_vlog_files(db, vi, 64);
-        ck_assert_int_ge(nv, 6);
-        for (int i = 0; i < nv; i++) {
-            if (vi[i].fid < first) first = vi[i].fid;
-            if (vi[i].state == 1) last = vi[i].fid;
-        }
+        ck_assert_int_ge(vlog_ends(db, &first, &last), 6);
         TU_OK(kv_close(db, &err), &err);
         snprintf(path, sizeof path, "%s/%06u.vlog", dir, first);
         damage_entry(path, 100, 0, vlen, 1);
@@ -1226,10 +1227,8 @@ START_TEST(test_drop_mark_survives_reopen)
         kv_options o;
         kv_db *db;
         kv_err err;
-        kv_vlog_info vi[64];
         char path[4200];
-        uint32_t first = UINT32_MAX;
-        int nv;
+        uint32_t first;
         vopts(&o, dir);
         if (crash) {
             /* the GC thread writes DISCARD at its next tick; the process
@@ -1251,9 +1250,7 @@ START_TEST(test_drop_mark_survives_reopen)
         }
         ck_assert_int_ge(discard_dropped(dir), 2);
         TU_OK(kv_open(&o, &db, &err), &err);
-        nv = kv_get_vlog_files(db, vi, 64);
-        for (int i = 0; i < nv; i++)
-            if (vi[i].fid < first) first = vi[i].fid;
+        vlog_ends(db, &first, NULL);
         TU_OK(kv_close(db, &err), &err);
         snprintf(path, sizeof path, "%s/%06u.vlog", dir, first);
         damage_entry(path, 100, 0, 1000, 1);
