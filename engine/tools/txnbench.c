@@ -5,7 +5,8 @@
  *       one thread, N one-key update transactions (begin, set, commit,
  *       free) with sync off: mean, p50, p99 and p99.9 microseconds.
  *   txnbench group --dir D [--threads T] [--seconds S] [--sync]
- *       T threads commit one-key transactions for S seconds: commits/s.
+ *       T threads commit one-key transactions for S seconds: commits/s,
+ *       and the process's CPU time per commit.
  *       Run with --threads 1 --sync and --threads 8 --sync to see what
  *       group commit buys over one fsync per commit.
  *   txnbench ratio --dir D [--threads T] [--seconds S] [--rounds R] [--sync]
@@ -14,7 +15,7 @@
  *       at a time (a lock in this program around each commit, so every
  *       commit pays its own fsync, as without group commit) and S seconds
  *       with T threads committing freely, on one database; each round's
- *       ratios and their medians.
+ *       ratios and their medians, and each side's CPU time per commit.
  *   txnbench big --dir D [--rows N] [--value V]
  *       one transaction of N rows with V-byte values, committed (it spills
  *       and commits by ingesting tables), then counted by a key-only
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "kv.h"
@@ -36,6 +38,15 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds this process has used, every thread (the engine's too). */
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static void die(const char *what, const kv_err *err)
@@ -124,15 +135,16 @@ static void *group_thread(void *p)
 }
 
 /* T threads commit one-key transactions for S seconds on db: commits.
- * one_at_a_time: a lock each thread holds around its commit. */
+ * one_at_a_time: a lock each thread holds around its commit.  *cpu_us:
+ * the process's CPU time per commit, in microseconds. */
 static long timed_commits(kv_db *db, int threads, double seconds, int sync, uint64_t key_base,
-                          pthread_mutex_t *one_at_a_time, double *elapsed)
+                          pthread_mutex_t *one_at_a_time, double *elapsed, double *cpu_us)
 {
     pthread_t th[256];
     gjob jobs[256];
     atomic_int stop = 0;
     long total = 0;
-    double t0 = now_s();
+    double c0 = cpu_s(), t0 = now_s();
     for (int i = 0; i < threads; i++) {
         jobs[i] = (gjob){db, (int)key_base + i, sync, &stop, one_at_a_time, 0};
         pthread_create(&th[i], NULL, group_thread, &jobs[i]);
@@ -147,6 +159,7 @@ static long timed_commits(kv_db *db, int threads, double seconds, int sync, uint
         total += jobs[i].commits;
     }
     *elapsed = now_s() - t0;
+    *cpu_us = total ? (cpu_s() - c0) * 1e6 / (double)total : 0;
     return total;
 }
 
@@ -155,15 +168,15 @@ static int group(const char *dir, int threads, double seconds, int sync)
     kv_db *db = open_db(dir);
     kv_stats st;
     kv_err err;
-    double t;
+    double t, cpu;
     long total;
     if (threads < 1 || threads > 256) return 1;
-    total = timed_commits(db, threads, seconds, sync, 0, NULL, &t);
+    total = timed_commits(db, threads, seconds, sync, 0, NULL, &t, &cpu);
     kv_get_stats(db, &st);
     printf("group: %d threads, sync %s: %ld commits in %.2f s = %.0f commits/s, %llu WAL syncs "
-           "(%.1f commits per sync)\n",
+           "(%.1f commits per sync), %.1f us of CPU per commit\n",
            threads, sync ? "on" : "off", total, t, (double)total / t,
-           (unsigned long long)st.syncs, st.syncs ? (double)total / (double)st.syncs : 0.0);
+           (unsigned long long)st.syncs, st.syncs ? (double)total / (double)st.syncs : 0.0, cpu);
     if (kv_close(db, &err) != KV_OK) die("close", &err);
     return 0;
 }
@@ -184,7 +197,7 @@ static double median(double *r, int n)
 static int ratio(const char *dir, int threads, double seconds, int rounds, int sync)
 {
     kv_db *db;
-    double r1[64], rs[64], t1, ts, tn, m1, ms;
+    double r1[64], rs[64], t1, ts, tn, m1, ms, u1, us, un;
     pthread_mutex_t turns = PTHREAD_MUTEX_INITIALIZER;
     kv_err err;
     if (threads < 1 || threads > 84 || rounds < 1 || rounds > 64) {
@@ -194,15 +207,17 @@ static int ratio(const char *dir, int threads, double seconds, int rounds, int s
     db = open_db(dir);
     for (int i = 0; i < rounds; i++) {
         uint64_t base = (uint64_t)i * 256;
-        long c1 = timed_commits(db, 1, seconds, sync, base, NULL, &t1);
-        long cs = timed_commits(db, threads, seconds, sync, base + 1, &turns, &ts);
-        long cn = timed_commits(db, threads, seconds, sync, base + 1 + (uint64_t)threads, NULL, &tn);
+        long c1 = timed_commits(db, 1, seconds, sync, base, NULL, &t1, &u1);
+        long cs = timed_commits(db, threads, seconds, sync, base + 1, &turns, &ts, &us);
+        long cn = timed_commits(db, threads, seconds, sync, base + 1 + (uint64_t)threads, NULL, &tn,
+                                &un);
         double f1 = (double)c1 / t1, fs = (double)cs / ts, fn = (double)cn / tn;
         r1[i] = fn / f1;
         rs[i] = fn / fs;
         printf("round %d: 1 thread %.0f commits/s, %d threads one at a time %.0f, %d threads "
-               "%.0f: ratio %.2f to 1 thread, %.2f to one at a time\n",
-               i + 1, f1, threads, fs, threads, fn, r1[i], rs[i]);
+               "%.0f: ratio %.2f to 1 thread, %.2f to one at a time; CPU per commit %.1f, %.1f, "
+               "%.1f us\n",
+               i + 1, f1, threads, fs, threads, fn, r1[i], rs[i], u1, us, un);
     }
     m1 = median(r1, rounds); /* (sorts: min and max are at the ends) */
     ms = median(rs, rounds);
