@@ -20,6 +20,16 @@
  *       one transaction of N rows with V-byte values, committed (it spills
  *       and commits by ingesting tables), then counted by a key-only
  *       iterator: seconds to write, to commit, to count.
+ *   txnbench crash --dir D [--rows N] [--value V] [--rounds R]
+ *       a large transaction killed in its commit: R times, a child process
+ *       writes N rows in one transaction and commits it with sync, and is
+ *       killed (SIGKILL) at a random moment of the commit (the first
+ *       round is not killed: it times the commit).  After each round the
+ *       database is reopened and the round's rows counted and checked:
+ *       all N (with the values written) or none, and all N when the child
+ *       had reported its commit done.  Each committed round is then
+ *       dropped (kv_drop_prefix).  Exit status 3 on any partial or lost
+ *       transaction.
  *
  * The directory is created; it must not hold a database already.
  */
@@ -28,8 +38,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kv.h"
 
@@ -269,6 +282,142 @@ static int big(const char *dir, long rows, size_t vlen)
     return n == rows ? 0 : 2;
 }
 
+/* ---- crash: a large transaction killed in its commit ---- */
+
+/* The child of round r: writes rows rows under the round's prefix in one
+ * transaction, says 'C' on fd before committing and 'D' once the commit
+ * returned, then waits to be killed (round 0: exits). */
+static void crash_child(const char *dir, int r, long rows, size_t vlen, int fd)
+{
+    kv_db *db = open_db(dir);
+    kv_txn *t;
+    kv_err err;
+    kv_commit_options co = {1};
+    char k[32], *v = malloc(vlen);
+    if (!v) _exit(1);
+    memset(v, 'x', vlen);
+    if (kv_txn_begin(db, 1, &t, &err) != KV_OK) die("begin", &err);
+    for (long i = 0; i < rows; i++) {
+        snprintf(k, sizeof k, "r%03d-%012ld", r, i);
+        memcpy(v, &i, 8);
+        if (kv_txn_set(t, k, strlen(k), v, vlen, &err) != KV_OK) die("set", &err);
+    }
+    if (write(fd, "C", 1) != 1) _exit(1);
+    if (kv_txn_commit(t, &co, NULL, &err) != KV_OK) die("commit", &err);
+    if (write(fd, "D", 1) != 1) _exit(1);
+    if (r == 0) {
+        kv_txn_free(t);
+        if (kv_close(db, &err) != KV_OK) die("close", &err);
+        _exit(0);
+    }
+    for (;;) pause();
+}
+
+/* Counts round r's rows in db and checks their values: -1 when a row is
+ * missing from the middle or a value is wrong. */
+static long crash_count(kv_db *db, int r, size_t vlen)
+{
+    char prefix[16];
+    kv_iter_options io;
+    kv_iter *it;
+    kv_err err;
+    long n = 0;
+    snprintf(prefix, sizeof prefix, "r%03d-", r);
+    memset(&io, 0, sizeof io);
+    io.prefix = prefix;
+    io.prefix_len = strlen(prefix);
+    if (kv_iter_new(db, &io, &it, &err) != KV_OK) die("iter", &err);
+    for (kv_iter_rewind(it); kv_iter_valid(it); kv_iter_next(it), n++) {
+        char want[32];
+        size_t klen, len;
+        const void *k = kv_iter_key(it, &klen), *val;
+        long got;
+        snprintf(want, sizeof want, "r%03d-%012ld", r, n);
+        if (klen != strlen(want) || memcmp(k, want, klen)) break;
+        if (kv_iter_value(it, &val, &len, &err) != KV_OK) die("value", &err);
+        memcpy(&got, val, 8);
+        if (len != vlen || got != n) break;
+    }
+    if (kv_iter_valid(it)) n = -1; /* stopped early: a gap or a wrong value */
+    if (kv_iter_status(it, &err) != KV_OK) die("iterate", &err);
+    kv_iter_free(it);
+    return n;
+}
+
+static int crash(const char *dir, long rows, size_t vlen, int rounds)
+{
+    kv_db *db = open_db(dir);
+    kv_err err;
+    double commit_s = 0;
+    int all = 0, none = 0, bad = 0;
+    unsigned seed = (unsigned)time(NULL);
+    if (vlen < 8 || rounds < 2) {
+        fprintf(stderr,
+                "txnbench crash: --value at least 8 (a row number) and --rounds at least 2\n");
+        return 2;
+    }
+    if (kv_close(db, &err) != KV_OK) die("close", &err);
+    srand(seed);
+    printf("crash: %ld rows x %zu-byte values per transaction, %d rounds, seed %u\n", rows, vlen,
+           rounds, seed);
+    for (int r = 0; r < rounds; r++) {
+        int fd[2], status, acked = 0;
+        double t0, delay = 0;
+        char c;
+        long n;
+        pid_t pid;
+        if (pipe(fd)) return 1;
+        fflush(stdout);
+        pid = fork();
+        if (pid < 0) return 1;
+        if (pid == 0) {
+            close(fd[0]);
+            crash_child(dir, r, rows, vlen, fd[1]);
+        }
+        close(fd[1]);
+        if (read(fd[0], &c, 1) != 1 || c != 'C') {
+            fprintf(stderr, "txnbench: round %d: the child died before its commit\n", r);
+            return 1;
+        }
+        t0 = now_s();
+        if (r == 0) { /* times the commit */
+            acked = read(fd[0], &c, 1) == 1 && c == 'D';
+            commit_s = now_s() - t0;
+        } else {
+            struct timespec ts;
+            delay = commit_s * 1.2 * (double)rand() / RAND_MAX;
+            ts.tv_sec = (time_t)delay;
+            ts.tv_nsec = (long)((delay - (double)ts.tv_sec) * 1e9);
+            nanosleep(&ts, NULL);
+            kill(pid, SIGKILL);
+            acked = read(fd[0], &c, 1) == 1 && c == 'D';
+        }
+        close(fd[0]);
+        waitpid(pid, &status, 0);
+        if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "txnbench: round %d: the child failed (exit status %d)\n", r,
+                    WEXITSTATUS(status));
+            return 1;
+        }
+        db = open_db(dir);
+        n = crash_count(db, r, vlen);
+        if (n == rows) {
+            all++;
+            if (kv_drop_prefix(db, "r", 1, &err) != KV_OK) die("drop", &err);
+        } else if (n == 0 && !acked)
+            none++;
+        else
+            bad++;
+        printf("round %d: %s at %.3f s of a %.3f s commit, %s: %ld rows%s\n", r,
+               r == 0 ? "not killed" : "killed", delay, commit_s,
+               acked ? "acknowledged" : "not acknowledged", n,
+               n == rows || (n == 0 && !acked) ? "" : "  <-- PARTIAL OR LOST");
+        if (kv_close(db, &err) != KV_OK) die("close", &err);
+    }
+    printf("crash: %d rounds all rows, %d rounds none, %d partial or lost\n", all, none, bad);
+    return bad ? 3 : 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "", *dir = NULL;
@@ -293,13 +442,14 @@ int main(int argc, char **argv)
         }
     }
     if (!dir || n < 10 || rows < 1) {
-        fprintf(stderr, "usage: txnbench latency|group|ratio|big --dir DIR [options]\n");
+        fprintf(stderr, "usage: txnbench latency|group|ratio|big|crash --dir DIR [options]\n");
         return 2;
     }
     if (!strcmp(mode, "latency")) return latency(dir, n);
     if (!strcmp(mode, "group")) return group(dir, threads, seconds, sync);
     if (!strcmp(mode, "ratio")) return ratio(dir, threads, seconds, rounds, sync);
     if (!strcmp(mode, "big")) return big(dir, rows, vlen);
+    if (!strcmp(mode, "crash")) return crash(dir, rows, vlen, rounds);
     fprintf(stderr, "txnbench: unknown mode \"%s\"\n", mode);
     return 2;
 }
