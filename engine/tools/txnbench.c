@@ -346,7 +346,7 @@ static long crash_count(kv_db *db, int r, size_t vlen)
 
 static int crash(const char *dir, long rows, size_t vlen, int rounds)
 {
-    kv_db *db = open_db(dir);
+    kv_db *db;
     kv_err err;
     double commit_s = 0;
     int all = 0, none = 0, bad = 0;
@@ -356,6 +356,7 @@ static int crash(const char *dir, long rows, size_t vlen, int rounds)
                 "txnbench crash: --value at least 8 (a row number) and --rounds at least 2\n");
         return 2;
     }
+    db = open_db(dir); /* creates it, before any child opens it */
     if (kv_close(db, &err) != KV_OK) die("close", &err);
     srand(seed);
     printf("crash: %ld rows x %zu-byte values per transaction, %d rounds, seed %u\n", rows, vlen,
